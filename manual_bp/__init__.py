@@ -1,0 +1,21 @@
+"""manual_bp: the layers of a multilayer perceptron as torch.autograd.Functions with handwritten backward.
+
+    import manual_bp.functional as MF   # mirrors torch.nn.functional
+    import manual_bp.nn as mnn          # mirrors torch.nn
+"""
+from manual_bp import functional, nn
+from manual_bp.functions import DropoutFunction, LinearFunction, ReLUFunction, SigmoidFunction, TanhFunction
+from manual_bp.losses import (
+    BCELossFunction,
+    BCEWithLogitsLossFunction,
+    CrossEntropyLossFunction,
+    MSELossFunction,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LinearFunction", "SigmoidFunction", "ReLUFunction", "TanhFunction", "DropoutFunction",
+    "MSELossFunction", "BCELossFunction", "BCEWithLogitsLossFunction", "CrossEntropyLossFunction",
+    "functional", "nn",
+]

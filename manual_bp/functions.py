@@ -1,0 +1,139 @@
+"""The layers of an MLP as autograd Functions whose backward is the matrix derivative, written by hand.
+
+Notation (row convention, one sample per row): X is (B, in), Z = X·Wᵀ + b is (B, out), A = f(Z).
+Every backward is built from differentiable tensor ops, so double backward (gradgradcheck) works, and every
+Function sets `generate_vmap_rule`, so torch.func.vmap / jacrev / grad work on it.
+"""
+import torch
+
+
+# ----------------------------------------------------------------------------------------------- affine layer
+
+
+class LinearFunction(torch.autograd.Function):
+    """Z = X·Wᵀ + b with W = weight of shape (out, in), exactly as torch.nn.functional.linear.
+
+    ∂L/∂X = ∂L/∂Z·W,   ∂L/∂W = ∂L/∂Zᵀ·X,   ∂L/∂b = Σ_batch ∂L/∂Z.
+
+    The lecture writes Z = X·W_lec + B with W_lec = Wᵀ of shape (in, out); its ∂L/∂W_lec = Xᵀ·∂L/∂Z is the
+    transpose of the ∂L/∂W computed here. Leading dimensions (*, in) are flattened into one batch.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, weight, bias):
+        if input.dim() == 2 and bias is not None:
+            return torch.addmm(bias, input, weight.t())  # (B, in) @ (in, out) + (out,) -> (B, out)
+        output = input.matmul(weight.t())  # (*, in) @ (in, out) -> (*, out)
+        return output if bias is None else output + bias
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, _ = inputs
+        needs_grad_input, needs_grad_weight, _ = ctx.needs_input_grad
+        # NOTE: save only what backward will read: W for ∂L/∂X, X for ∂L/∂W.
+        ctx.save_for_backward(input if needs_grad_weight else None, weight if needs_grad_input else None)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        grad_input = grad_weight = grad_bias = None
+        out_features = grad_output.shape[-1]
+        if ctx.needs_input_grad[0]:
+            grad_input = grad_output.matmul(weight)  # ∂L/∂X = ∂L/∂Z·W: (*, out) @ (out, in) -> (*, in)
+        if ctx.needs_input_grad[1]:
+            grad_2d, input_2d = grad_output.reshape(-1, out_features), input.reshape(-1, input.shape[-1])
+            grad_weight = grad_2d.t().mm(input_2d)  # ∂L/∂W = ∂L/∂Zᵀ·X: (out, B) @ (B, in) -> (out, in)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_output.reshape(-1, out_features).sum(0)  # ∂L/∂b = Σ_batch ∂L/∂Z: (B, out) -> (out,)
+        return grad_input, grad_weight, grad_bias
+
+
+# ------------------------------------------------------------------------------------------------ activations
+
+
+class SigmoidFunction(torch.autograd.Function):
+    """A = σ(Z) = 1 / (1 + e^(−Z));   ∂L/∂Z = ∂L/∂A ⊙ A(1 − A)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input):
+        # NOTE: torch.sigmoid never evaluates e^(−z) for large −z, so σ(±100) is 0 or 1 with no overflow.
+        return torch.sigmoid(input)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        # NOTE: σ' is written in the saved output a, not in z: no second exp, and a is kept alive anyway.
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        return grad_output * output * (1 - output)  # ∂L/∂Z = ∂L/∂A ⊙ a(1 − a)
+
+
+class TanhFunction(torch.autograd.Function):
+    """A = tanh(Z);   ∂L/∂Z = ∂L/∂A ⊙ (1 − A²)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input):
+        return torch.tanh(input)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)  # NOTE: like sigmoid, tanh' = 1 − a² reads the saved output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        return grad_output * (1 - output * output)  # ∂L/∂Z = ∂L/∂A ⊙ (1 − a²)
+
+
+class ReLUFunction(torch.autograd.Function):
+    """A = max(Z, 0);   ∂L/∂Z = ∂L/∂A ⊙ 1[Z > 0]."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input):
+        return input.clamp(min=0)  # the lecture's `h.clamp(min=0)`
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        # NOTE: 1[z > 0] = 1[a > 0], so the output (which the next layer keeps anyway) serves as the mask.
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        # NOTE: at exactly z = 0 the derivative is taken as 0, torch's convention (threshold_backward).
+        return grad_output * (output > 0).to(grad_output.dtype)  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
+
+
+class DropoutFunction(torch.autograd.Function):
+    """A = Z ⊙ M / (1 − p) for a fixed 0/1 mask M (inverted dropout);   ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p).
+
+    The mask is drawn outside the Function (see `functional.dropout`), so the Function itself is deterministic
+    and vmap-able; here it is just an input that receives no gradient.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, mask, scale):
+        return input * mask * scale
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, mask, scale = inputs
+        ctx.save_for_backward(mask)  # NOTE: a bool mask, one byte per element, as torch's own dropout saves
+        ctx.scale = scale
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (mask,) = ctx.saved_tensors
+        return grad_output * mask * ctx.scale, None, None  # ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p)

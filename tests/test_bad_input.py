@@ -1,0 +1,40 @@
+"""Bad input gets a clear error naming the argument, the expected and the actual value."""
+import pytest
+import torch
+
+import manual_bp.nn as mnn
+from manual_bp import functional as MF
+
+x4, w34 = torch.randn(2, 4), torch.randn(3, 4)
+probs, labels = torch.rand(5, 3), torch.randint(3, (5,))
+
+BAD_CALLS = [
+    (lambda: mnn.Linear(784, 10)(torch.randn(8, 783)), ValueError, r"in_features=784.*got shape \(8, 783\)"),
+    (lambda: MF.linear(torch.ones(2, 4, dtype=torch.int64), w34), TypeError, "input must be a floating-point.*int64"),
+    (lambda: MF.linear(x4, w34.double()), TypeError, r"weight must have the dtype of input \(torch.float32\)"),
+    (lambda: MF.linear(x4, torch.randn(3, 4, 1)), ValueError, r"weight must be 2-D.*got shape \(3, 4, 1\)"),
+    (lambda: MF.linear(x4, w34, torch.randn(4)), ValueError, r"bias must have shape \(3,\), got \(4,\)"),
+    (lambda: MF.linear([1.0, 2.0], w34), TypeError, "input must be a torch.Tensor, got list"),
+    (lambda: MF.relu(torch.ones(3, dtype=torch.bool)), TypeError, "input must be a floating-point.*torch.bool"),
+    (lambda: MF.sigmoid(torch.arange(3)), TypeError, "input must be a floating-point.*int64"),
+    (lambda: MF.mse_loss(torch.randn(4, 2), torch.randn(4)), ValueError, r"expected \(4, 2\), got \(4,\)"),
+    (lambda: MF.mse_loss(probs, probs, reduction="avg"), ValueError, r"reduction must be one of.*got 'avg'"),
+    (lambda: mnn.MSELoss(reduction="max"), ValueError, "reduction must be one of.*got 'max'"),
+    (lambda: MF.mse_loss(probs, labels.float()[:, None].expand(5, 3).long()), TypeError, "target must be a floating"),
+    (lambda: MF.binary_cross_entropy(probs * 2, probs), ValueError, r"input must have every element in \[0, 1\]"),
+    (lambda: MF.binary_cross_entropy(probs, probs - 1), ValueError, r"target must have every element in \[0, 1\]"),
+    (lambda: MF.binary_cross_entropy(torch.full((2,), float("nan")), torch.ones(2)), ValueError, "input.*nan"),
+    (lambda: MF.binary_cross_entropy_with_logits(probs, probs + 1), ValueError, r"target must have every element"),
+    (lambda: MF.cross_entropy(probs, probs), TypeError, "target must hold class indices.*float32"),
+    (lambda: MF.cross_entropy(probs, torch.tensor([0, 1, 2, 3, 1])), ValueError, r"in \[0, 2\] \(C=3\), got 3"),
+    (lambda: MF.cross_entropy(probs, torch.tensor([0, -1, 2, 0, 1])), ValueError, r"C=3\), got -1"),
+    (lambda: MF.cross_entropy(probs, labels[:4]), ValueError, r"target must have shape \(5,\).*got \(4,\)"),
+    (lambda: MF.cross_entropy(torch.randn(2, 3, 4), labels), ValueError, r"\(N, C\) or \(C,\), got shape \(2, 3, 4\)"),
+    (lambda: MF.dropout(probs, p=1.0), ValueError, r"p must be a probability in \[0, 1\), got 1.0"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=[m for _, _, m in BAD_CALLS])
+def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

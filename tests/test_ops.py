@@ -1,0 +1,56 @@
+"""Every op against its native twin: output and every input gradient, gradcheck and gradgradcheck (float64)."""
+import pytest
+import torch
+
+from manual_bp.check import OP_CASES, compare
+
+SHAPED_CASES = [pytest.param(case, shape, id=f"{case.name}-{'x'.join(map(str, shape))}")
+                for case in OP_CASES for shape in case.shapes]
+
+
+@pytest.mark.parametrize("case,shape", SHAPED_CASES)
+def test_float64_gradcheck_gradgradcheck_and_parity(case, shape):
+    compare(case, shape, torch.float64).raise_if_failed()
+
+
+@pytest.mark.parametrize("case,shape", SHAPED_CASES)
+def test_float32_parity(case, shape):
+    compare(case, shape, torch.float32).raise_if_failed()
+
+
+@pytest.mark.parametrize("case,shape", SHAPED_CASES)
+def test_float32_parity_noncontiguous_inputs_and_upstream_gradient(case, shape):
+    compare(case, shape, torch.float32, noncontiguous=True).raise_if_failed()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_half_precision_parity(case, dtype):
+    compare(case, case.shapes[-1], dtype).raise_if_failed()
+
+
+def test_the_helper_can_fail():
+    """A deliberately wrong backward (sigmoid' taken as a instead of a(1 - a)) must be caught by compare."""
+
+    class WrongSigmoid(torch.autograd.Function):
+        @staticmethod
+        def forward(input):
+            return torch.sigmoid(input)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (output,) = ctx.saved_tensors
+            return grad_output * output
+
+    from manual_bp.check import OpCase, _unary_inputs
+    wrong = OpCase("wrong_sigmoid", WrongSigmoid.apply, torch.sigmoid, ("input",), _unary_inputs, ((4, 3),))
+    result = compare(wrong, (4, 3), torch.float64)
+    assert not result.ok
+    assert result.gradcheck is False
+    assert any(f.startswith("grad input differs") for f in result.failures)
+    with pytest.raises(AssertionError, match="grad input"):
+        result.raise_if_failed()
