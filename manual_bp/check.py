@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from manual_bp import functional as MF
+from manual_bp.functions import DropoutFunction
 
 # (rtol, atol) per dtype: torch.testing's defaults for float32/float64. NOTE: in half precision torch's fused
 # kernels compute in float32 and round once, while a chain of half-precision ops rounds at each step, so two
@@ -72,6 +73,11 @@ def _cross_entropy_inputs(shape, dtype, device, generator, noncontiguous):
     return logits, target
 
 
+def _dropout_inputs(shape, dtype, device, generator, noncontiguous):
+    mask = torch.rand(shape, generator=generator) >= 0.25  # a fixed mask: the Function itself is deterministic
+    return make_tensor(shape, dtype, device, generator, noncontiguous=noncontiguous), mask.to(device)
+
+
 def _loss_cases():
     cases = []
     pointwise = [
@@ -103,6 +109,8 @@ OP_CASES = [
     OpCase("sigmoid", MF.sigmoid, torch.sigmoid, ("input",), _unary_inputs, ((1, 1), (8, 5), (3, 4, 5))),
     OpCase("tanh", MF.tanh, torch.tanh, ("input",), _unary_inputs, ((1, 1), (8, 5), (3, 4, 5))),
     OpCase("relu", MF.relu, torch.relu, ("input",), _unary_inputs, ((1, 1), (8, 5), (3, 4, 5))),
+    OpCase("dropout", lambda x, mask: DropoutFunction.apply(x, mask, 1 / 0.75), lambda x, mask: x * mask / 0.75,
+           ("input", "mask"), _dropout_inputs, ((1, 1), (8, 5), (3, 4, 5))),
     *_loss_cases(),
 ]
 CASES_BY_NAME = {case.name: case for case in OP_CASES}

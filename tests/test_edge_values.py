@@ -79,3 +79,20 @@ def test_cross_entropy_with_logits_of_magnitude_1e4():
               lambda a, t: F.cross_entropy(a, t, reduction=reduction), logits, target)
     assert_finite(MF.cross_entropy, logits, target)
     assert MF.cross_entropy(logits, target, reduction="none").tolist() == [2e4, 0.0, 0.6931471824645996]
+
+
+def test_dropout_zeroes_a_fraction_p_and_scales_the_rest():
+    x = torch.ones(200_000)
+    y = MF.dropout(x, p=0.3, training=True)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.005  # binomial std 0.001
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert MF.dropout(x, p=0.3, training=False) is x
+
+
+def test_dropout_module_is_identity_in_eval_mode():
+    import manual_bp.nn as mnn
+
+    layer = mnn.Dropout(0.5).eval()
+    x = torch.randn(4, 5)
+    assert torch.equal(layer(x), x) and repr(layer) == "Dropout(p=0.5)"

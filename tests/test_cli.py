@@ -1,0 +1,71 @@
+"""train.py: the default config, overrides, errors before training, and a short run read back from TensorBoard."""
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from train import cli_main
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_no_arguments_resolve_the_default_config(capsys):
+    code, out, _ = run_cli(["--print_config"], capsys)
+    config = yaml.safe_load(out)
+    assert code == 0
+    assert config["model"]["backend"] == "manual" and config["model"]["hidden_sizes"] == [800]
+    assert config["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+    assert config["checkpoint"]["monitor"] == "val/acc" and config["checkpoint"]["save_last"] is True
+
+
+def test_dotted_overrides_and_another_config(capsys):
+    code, out, _ = run_cli(["--config", "configs/mnist_sigmoid_mse.yaml", "--print_config", "--model.backend",
+                            "native", "--trainer.max_epochs", "3"], capsys)
+    config = yaml.safe_load(out)
+    assert code == 0
+    assert config["model"]["backend"] == "native" and config["trainer"]["max_epochs"] == 3
+    assert config["model"]["activation"] == "sigmoid" and config["model"]["loss"] == "mse"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model.lr", "-0.1"], "lr must be > 0, got -0.1"),
+    (["--model.hidden_sizes", "[800, 0]"], "hidden_sizes must be a non-empty list of positive integers"),
+    (["--model.activation", "softplus"], "activation"),
+    (["--model.no_such_key", "1"], "no_such_key"),
+    (["--data.batch_size", "0"], "batch_size must be >= 1, got 0"),
+])
+def test_invalid_config_fails_before_training_with_a_clear_message(args, message, capsys, tmp_path):
+    code, out, err = run_cli(["fit", *args, "--data.data_dir", str(tmp_path / "never_read"),
+                              "--trainer.logger", "false"], capsys)
+    assert code == 2
+    assert message in err
+    assert "Epoch" not in out + err
+
+
+def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
+    cli = cli_main([
+        "--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
+        "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "5",
+        "--trainer.logger.init_args.save_dir", str(tmp_path), "--grad_check.every_n_steps", "10",
+        "--trainer.enable_progress_bar", "false",
+    ])
+    run_dir = cli.trainer.logger.log_dir
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload()
+    scalars = events.Tags()["scalars"]
+    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc",
+                "lr-Adam", "grad_check/max_rel_diff", "grad_2.0_norm/0.weight", "grad_2.0_norm_total"):
+        assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
+    assert 0.5 < events.Scalars("test/acc")[-1].value <= 1.0
+    assert all(0 <= e.value < 1e-4 for e in events.Scalars("grad_check/max_rel_diff"))
+    assert len(events.Scalars("grad_check/max_rel_diff")) >= 4  # 2 epochs x 40 steps, every 10 steps
+    assert {"weights/0.weight", "gradients/0.weight", "weights/2.bias"} <= set(events.Tags()["histograms"])
+    assert len(events.Histograms("weights/0.weight")) == 2  # once per epoch
+    assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
+    hparams = [path for path in (tmp_path / "mnist").rglob("events.out.tfevents.*")]
+    assert any(b"hp/test_acc" in path.read_bytes() for path in hparams)
+    assert (tmp_path / "mnist" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert "test accuracy:" in capsys.readouterr().out

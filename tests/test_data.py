@@ -1,0 +1,128 @@
+"""The MNIST DataModule: file layouts, clear errors for missing or broken files, the split, the batch server."""
+import gzip
+import shutil
+import urllib.error
+
+import pytest
+import torch
+
+from models.data import IDX_FILES, DataFileError, MNISTDataModule, TensorBatches, random_shift
+from tests.conftest import make_slice
+
+
+def loaded(folder, **kwargs):
+    module = MNISTDataModule(str(folder), download=False, val_size=500, **kwargs)
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+def test_real_mnist_flat_gz_folder_gives_the_55000_5000_10000_split(mnist_dir):
+    splits = MNISTDataModule(str(mnist_dir), download=False).load()
+    assert {name: len(labels) for name, (_, labels) in splits.items()} == {"train": 55000, "val": 5000, "test": 10000}
+    images, labels = splits["test"]
+    assert images.shape == (10000, 28, 28) and images.dtype == torch.float32
+    assert torch.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # the known test-set class counts
+    assert abs(splits["train"][0].mean().item()) < 0.01  # normalised with MNIST's mean and std
+
+
+def test_the_split_is_seeded_and_disjoint(mnist_slice):
+    first, again, other = (loaded(mnist_slice, split_seed=s).splits for s in (1, 1, 2))
+    assert torch.equal(first["val"][1], again["val"][1])
+    assert not torch.equal(first["val"][0], other["val"][0])
+    train, val = first["train"][0].flatten(1), first["val"][0].flatten(1)
+    assert len(train) == 2500 and len(val) == 500
+    assert not (torch.cdist(val[:50], train) == 0).any()  # no validation image is also a training image
+
+
+def test_torchvision_layout_uncompressed(tmp_path, mnist_slice):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in IDX_FILES.values():
+        (raw / name).write_bytes(gzip.decompress((mnist_slice / f"{name}.gz").read_bytes()))
+    module, reference = loaded(tmp_path), loaded(mnist_slice)
+    assert torch.equal(module.splits["test"][0], reference.splits["test"][0])
+
+
+def test_missing_folder_offline_names_the_folder_and_the_four_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*train-images-idx3-ubyte.*t10k-labels-idx1-ubyte"):
+        MNISTDataModule(str(tmp_path / "nowhere"), download=False).prepare_data()
+
+
+def test_failed_download_gives_a_clear_error_not_a_hang(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets, "MNIST", offline)
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.*the download failed: .*no network"):
+        MNISTDataModule(str(tmp_path), download=True).prepare_data()
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
+def test_truncated_file_names_the_file(tmp_path, mnist_slice, compress):
+    folder = make_slice(tmp_path / "cut", mnist_slice, 3000, 1000, compress)
+    name = IDX_FILES["train_images"] + (".gz" if compress else "")
+    path = folder / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataFileError, match=name):
+        loaded(folder)
+
+
+def test_foreign_file_names_the_file(tmp_path, mnist_slice):
+    folder = tmp_path / "foreign"
+    shutil.copytree(mnist_slice, folder)
+    (folder / f"{IDX_FILES['test_labels']}.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
+    with pytest.raises(DataFileError, match=r"t10k-labels-idx1-ubyte.gz: not an IDX file"):
+        loaded(folder)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_each_epoch_every_training_sample_once_across_ranks(world_size):
+    labels = torch.arange(103)
+    seen = torch.cat([y for rank in range(world_size)
+                      for _, y in TensorBatches(labels.float()[:, None, None], labels, 8, shuffle=True,
+                                                rank=rank, world_size=world_size)])
+    assert sorted(seen.tolist()) == list(range(103))
+    assert len({len(TensorBatches(labels, labels, 8, rank=r, world_size=world_size)) for r in range(world_size)}) == 1
+
+
+def test_rank_batches_split_the_single_process_global_batch():
+    labels = torch.arange(64)
+    single = list(TensorBatches(labels, labels, 16, shuffle=True, seed=5))
+    for rank in range(2):
+        shard = list(TensorBatches(labels, labels, 8, shuffle=True, seed=5, rank=rank, world_size=2))
+        for (_, global_batch), (_, local) in zip(single, shard):
+            assert torch.equal(local, global_batch[rank::2])
+
+
+def test_shuffle_order_depends_on_seed_and_epoch_only():
+    labels = torch.arange(50)
+    order = lambda epoch: torch.cat([y for _, y in TensorBatches(labels, labels, 10, True, 0, lambda: epoch)])
+    assert torch.equal(order(3), order(3)) and not torch.equal(order(3), order(4))
+
+
+def test_random_shift_is_a_zero_filled_translation():
+    images = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 5, 5) + 1
+    generator = torch.Generator().manual_seed(0)
+    shifted = random_shift(images, 2, generator)
+    offsets = torch.randint(0, 5, (2, 2, 1), generator=torch.Generator().manual_seed(0))
+    for b in range(2):
+        dy, dx = offsets[0, b, 0].item() - 2, offsets[1, b, 0].item() - 2
+        expected = torch.zeros(5, 5)
+        for i in range(5):
+            for j in range(5):
+                if 0 <= i + dy < 5 and 0 <= j + dx < 5:
+                    expected[i, j] = images[b, i + dy, j + dx]
+        assert torch.equal(shifted[b], expected)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ({"train_subset": 0}, "train_subset must be >= 1 or null, got 0"),
+    ({"max_shift": -1}, "max_shift must be >= 0, got -1"),
+])
+def test_bad_data_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MNISTDataModule(**kwargs)

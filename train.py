@@ -1,0 +1,62 @@
+"""Train an MLP of handwritten-backprop layers on MNIST with PyTorch Lightning; log to TensorBoard.
+
+    python train.py                                       # default config (configs/mnist.yaml): fit, then test
+    python train.py --config configs/mnist_sigmoid_mse.yaml
+    python train.py --data.data_dir ../shared/datasets/mnist --trainer.max_epochs 3 --model.backend native
+    python train.py --print_config                        # the resolved config
+    python train.py fit|validate|test ...                 # Lightning's subcommands (test: --ckpt_path PATH)
+    tensorboard --logdir runs
+
+Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints.
+"""
+import sys
+from pathlib import Path
+
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
+from models.classifier import MNISTClassifier
+from models.data import MNISTDataModule
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class ManualBPCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser):
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+                             "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False})
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
+        parser.add_lightning_class_args(GradientStatistics, "grad_stats")
+        parser.add_lightning_class_args(TestReport, "test_report")
+
+    def instantiate_classes(self):
+        try:
+            super().instantiate_classes()
+        except ValueError as error:  # an impossible value (negative lr, hidden size 0, ...): say which, then stop
+            self.parser.error(str(error))
+
+
+def cli_main(args=None):
+    args = list(sys.argv[1:] if args is None else args)
+    fit_then_test = not args or args[0] not in (*SUBCOMMANDS, "-h", "--help")
+    if fit_then_test:
+        args = ["fit", *args]
+    cli = ManualBPCLI(
+        MNISTClassifier, MNISTDataModule, args=args,
+        parser_kwargs={command: {"default_config_files": [str(DEFAULT_CONFIG)]} for command in SUBCOMMANDS},
+    )
+    if fit_then_test and not cli.trainer.interrupted:
+        best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+        results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
+        if results and cli.trainer.is_global_zero:
+            print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
+    return cli
+
+
+if __name__ == "__main__":
+    cli_main()
