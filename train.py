@@ -8,16 +8,18 @@
     tensorboard --logdir runs
 
 Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints.
+Without --config, configs/mnist.yaml is used. Any LightningModule / LightningDataModule can be named in a config
+(`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml) run.
 """
 import sys
 from pathlib import Path
 
+import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
-from models.classifier import MNISTClassifier
-from models.data import MNISTDataModule
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -46,11 +48,11 @@ def cli_main(args=None):
     fit_then_test = not args or args[0] not in (*SUBCOMMANDS, "-h", "--help")
     if fit_then_test:
         args = ["fit", *args]
-    cli = ManualBPCLI(
-        MNISTClassifier, MNISTDataModule, args=args,
-        parser_kwargs={command: {"default_config_files": [str(DEFAULT_CONFIG)]} for command in SUBCOMMANDS},
-    )
-    if fit_then_test and not cli.trainer.interrupted:
+    if args[0] in SUBCOMMANDS and not any(arg == "--config" or arg.startswith("--config=") for arg in args):
+        args[1:1] = ["--config", str(DEFAULT_CONFIG)]
+    cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
+                      subclass_mode_data=True, args=args)
+    if fit_then_test and not cli.trainer.interrupted and is_overridden("test_step", cli.model):
         best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
         if results and cli.trainer.is_global_zero:

@@ -17,7 +17,8 @@ def test_no_arguments_resolve_the_default_config(capsys):
     code, out, _ = run_cli(["--print_config"], capsys)
     config = yaml.safe_load(out)
     assert code == 0
-    assert config["model"]["backend"] == "manual" and config["model"]["hidden_sizes"] == [800]
+    assert config["model"]["class_path"] == "models.classifier.MNISTClassifier"
+    assert config["model"]["init_args"]["backend"] == "manual" and config["model"]["init_args"]["hidden_sizes"] == [800]
     assert config["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
     assert config["checkpoint"]["monitor"] == "val/acc" and config["checkpoint"]["save_last"] is True
 
@@ -27,8 +28,9 @@ def test_dotted_overrides_and_another_config(capsys):
                             "native", "--trainer.max_epochs", "3"], capsys)
     config = yaml.safe_load(out)
     assert code == 0
-    assert config["model"]["backend"] == "native" and config["trainer"]["max_epochs"] == 3
-    assert config["model"]["activation"] == "sigmoid" and config["model"]["loss"] == "mse"
+    model = config["model"]["init_args"]
+    assert model["backend"] == "native" and config["trainer"]["max_epochs"] == 3
+    assert model["activation"] == "sigmoid" and model["loss"] == "mse"
 
 
 @pytest.mark.parametrize("args,message", [
