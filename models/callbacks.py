@@ -23,10 +23,10 @@ class GradientStatistics(pl.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step % trainer.log_every_n_steps == 0:
-            pl_module.log_dict(grad_norm(pl_module.net, norm_type=2))
+            pl_module.log_dict(grad_norm(pl_module, norm_type=2))
         writer = tensorboard(trainer)
         if trainer.is_last_batch and writer is not None and trainer.is_global_zero:
-            for name, parameter in pl_module.net.named_parameters():
+            for name, parameter in pl_module.named_parameters():
                 writer.add_histogram(f"weights/{name}", parameter.detach(), trainer.current_epoch)
                 if parameter.grad is not None:
                     writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.current_epoch)
@@ -49,7 +49,7 @@ class NativeGradientCheck(pl.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         hp = pl_module.hparams
-        if hp.backend != "manual" or trainer.global_step % self.every_n_steps != 0:
+        if hp.get("backend") != "manual" or trainer.global_step % self.every_n_steps != 0:
             return
         images, labels = self.batch
         params = {name: p.detach().requires_grad_() for name, p in pl_module.net.named_parameters()}

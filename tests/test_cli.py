@@ -59,13 +59,13 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload()
     scalars = events.Tags()["scalars"]
     for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc",
-                "lr-Adam", "grad_check/max_rel_diff", "grad_2.0_norm/0.weight", "grad_2.0_norm_total"):
+                "lr-Adam", "grad_check/max_rel_diff", "grad_2.0_norm/net.0.weight", "grad_2.0_norm_total"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     assert 0.5 < events.Scalars("test/acc")[-1].value <= 1.0
     assert all(0 <= e.value < 1e-4 for e in events.Scalars("grad_check/max_rel_diff"))
     assert len(events.Scalars("grad_check/max_rel_diff")) >= 4  # 2 epochs x 40 steps, every 10 steps
-    assert {"weights/0.weight", "gradients/0.weight", "weights/2.bias"} <= set(events.Tags()["histograms"])
-    assert len(events.Histograms("weights/0.weight")) == 2  # once per epoch
+    assert {"weights/net.0.weight", "gradients/net.0.weight", "weights/net.2.bias"} <= set(events.Tags()["histograms"])
+    assert len(events.Histograms("weights/net.0.weight")) == 2  # once per epoch
     assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
     hparams = [path for path in (tmp_path / "mnist").rglob("events.out.tfevents.*")]
     assert any(b"hp/test_acc" in path.read_bytes() for path in hparams)
