@@ -106,18 +106,25 @@ class TensorBatches:
         order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
         order = order.to(self.labels.device)
         for start in range(0, count, self.global_batch):
-            index = order[start: start + self.global_batch][self.rank:: self.world_size]
+            global_index = order[start: start + self.global_batch]
+            index = global_index[self.rank:: self.world_size]
             images = self.images[index]
             if self.max_shift:
-                images = random_shift(images, self.max_shift, generator)
+                # NOTE: drawn for the whole global batch, then split like the samples, so the shifts (and the
+                # random stream after them) are the same whatever the number of ranks.
+                offsets = torch.randint(0, 2 * self.max_shift + 1, (2, len(global_index), 1), generator=generator)
+                images = random_shift(images, self.max_shift, offsets[:, self.rank:: self.world_size])
             yield images, self.labels[index]
 
 
-def random_shift(images, max_shift, generator):
-    """Translate each image by up to ±max_shift pixels in x and y (zero fill): (B, H, W) -> (B, H, W)."""
+def random_shift(images, max_shift, offsets):
+    """Translate image b by offsets[:, b] − max_shift pixels (rows, columns), zero fill: (B, H, W) -> (B, H, W).
+
+    offsets: integers in [0, 2·max_shift] of shape (2, B, 1).
+    """
     batch, height, width = images.shape
     padded = torch.nn.functional.pad(images, (max_shift,) * 4)  # (B, H + 2s, W + 2s)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, batch, 1), generator=generator).to(images.device)
+    offsets = offsets.to(images.device)
     rows = offsets[0] + torch.arange(height, device=images.device)  # (B, H)
     cols = offsets[1] + torch.arange(width, device=images.device)  # (B, W)
     batch_index = torch.arange(batch, device=images.device)[:, None, None]

@@ -88,13 +88,15 @@ def test_each_epoch_every_training_sample_once_across_ranks(world_size):
     assert len({len(TensorBatches(labels, labels, 8, rank=r, world_size=world_size)) for r in range(world_size)}) == 1
 
 
-def test_rank_batches_split_the_single_process_global_batch():
-    labels = torch.arange(64)
-    single = list(TensorBatches(labels, labels, 16, shuffle=True, seed=5))
+@pytest.mark.parametrize("max_shift", [0, 2])
+def test_rank_batches_split_the_single_process_global_batch(max_shift):
+    images, labels = torch.rand(64, 6, 6), torch.arange(64)
+    single = list(TensorBatches(images, labels, 16, shuffle=True, seed=5, max_shift=max_shift))
     for rank in range(2):
-        shard = list(TensorBatches(labels, labels, 8, shuffle=True, seed=5, rank=rank, world_size=2))
-        for (_, global_batch), (_, local) in zip(single, shard):
-            assert torch.equal(local, global_batch[rank::2])
+        shard = list(TensorBatches(images, labels, 8, True, 5, rank=rank, world_size=2, max_shift=max_shift))
+        for (global_images, global_labels), (local_images, local_labels) in zip(single, shard):
+            assert torch.equal(local_labels, global_labels[rank::2])
+            assert torch.equal(local_images, global_images[rank::2])  # the same random shifts too
 
 
 def test_shuffle_order_depends_on_seed_and_epoch_only():
@@ -105,9 +107,8 @@ def test_shuffle_order_depends_on_seed_and_epoch_only():
 
 def test_random_shift_is_a_zero_filled_translation():
     images = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 5, 5) + 1
-    generator = torch.Generator().manual_seed(0)
-    shifted = random_shift(images, 2, generator)
     offsets = torch.randint(0, 5, (2, 2, 1), generator=torch.Generator().manual_seed(0))
+    shifted = random_shift(images, 2, offsets)
     for b in range(2):
         dy, dx = offsets[0, b, 0].item() - 2, offsets[1, b, 0].item() - 2
         expected = torch.zeros(5, 5)
