@@ -7,7 +7,11 @@
     python train.py fit|validate|test ...                 # Lightning's subcommands (test: --ckpt_path PATH)
     tensorboard --logdir runs
 
-Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints.
+Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints
+(checkpoints/last.ckpt every 100 steps and at each epoch end, best-epochNN.ckpt by validation accuracy).
+Resume an interrupted run (Ctrl-C, a crash, a kill) with the exact same result as an uninterrupted one:
+
+    python train.py --config runs/<name>/version_<n>/config.yaml --ckpt_path runs/<name>/version_<n>/checkpoints/last.ckpt
 Without --config, configs/mnist.yaml is used. Any LightningModule / LightningDataModule can be named in a config
 (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml) run.
 """
@@ -20,6 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
+from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -27,9 +32,18 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 class ManualBPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
+        # best-epochNN.ckpt by validation accuracy (for testing) and last.ckpt after each validation ...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
-                             "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False})
+                             "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,
+                             "checkpoint.enable_version_counter": False})
+        # ... and last.ckpt every N training steps too, so an interrupted run loses at most N steps
+        parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
+        parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 100,
+                             "resume_checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(RandomState, "random_state")
+        parser.add_lightning_class_args(GracefulInterrupt, "graceful_interrupt")
+        parser.add_lightning_class_args(StopOnNonFinite, "stop_on_non_finite")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
@@ -50,8 +64,12 @@ def cli_main(args=None):
         args = ["fit", *args]
     if args[0] in SUBCOMMANDS and not any(arg == "--config" or arg.startswith("--config=") for arg in args):
         args[1:1] = ["--config", str(DEFAULT_CONFIG)]
-    cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                      subclass_mode_data=True, args=args)
+    try:
+        cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
+                          subclass_mode_data=True, args=args)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     if fit_then_test and not cli.trainer.interrupted and is_overridden("test_step", cli.model):
         best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)

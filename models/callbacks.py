@@ -55,7 +55,8 @@ class NativeGradientCheck(pl.Callback):
         params = {name: p.detach().requires_grad_() for name, p in pl_module.net.named_parameters()}
         gradients = []
         for backend in ("manual", "native"):
-            net = build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation, backend).to(pl_module.device)
+            net = build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation, backend, hp.dropout)
+            net = net.to(pl_module.device).eval()  # dropout off: both backends see the same function
             logits = torch.func.functional_call(net, params, (images.flatten(1),))
             loss = classification_loss(logits, labels, hp.loss, backend)
             gradients.append(torch.autograd.grad(loss, list(params.values())))

@@ -92,27 +92,45 @@ class TensorBatches:
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, seed=0, epoch_fn=lambda: 0,
-                 rank=0, world_size=1, max_shift=0):
+                 rank=0, world_size=1, max_shift=0, progress_fn=lambda: 0):
         self.images, self.labels = images, labels  # (N, 28, 28) float, (N,) int64
         self.batch_size, self.shuffle, self.seed, self.epoch_fn = batch_size, shuffle, seed, epoch_fn
         self.rank, self.world_size, self.max_shift = rank, world_size, max_shift
         self.global_batch = batch_size * world_size
+        self.progress_fn = progress_fn  # batches of the current epoch already trained on
+        self.resume_at = None  # (epoch, batches to skip) from a mid-epoch checkpoint
 
     def __len__(self):
         return math.ceil(len(self.labels) / self.global_batch)
 
+    # Lightning saves and restores these with every checkpoint (a "stateful" loader), so a run resumed from a
+    # mid-epoch checkpoint continues with the very next batch of the same order.
+    def state_dict(self):
+        return {"epoch": self.epoch_fn(), "batches_done": self.progress_fn()}
+
+    def load_state_dict(self, state):
+        self.resume_at = (state["epoch"], state["batches_done"])
+
     def __iter__(self):
-        count, generator = len(self.labels), torch.Generator().manual_seed(self.seed + self.epoch_fn())
+        epoch = self.epoch_fn()
+        count, generator = len(self.labels), torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
         order = order.to(self.labels.device)
-        for start in range(0, count, self.global_batch):
+        skip = self.resume_at[1] if self.resume_at is not None and self.resume_at[0] == epoch else 0
+        self.resume_at = None
+        for batch_number, start in enumerate(range(0, count, self.global_batch)):
             global_index = order[start: start + self.global_batch]
-            index = global_index[self.rank:: self.world_size]
-            images = self.images[index]
+            offsets = None
             if self.max_shift:
                 # NOTE: drawn for the whole global batch, then split like the samples, so the shifts (and the
-                # random stream after them) are the same whatever the number of ranks.
+                # random stream after them) are the same whatever the number of ranks, and skipped batches
+                # still draw theirs.
                 offsets = torch.randint(0, 2 * self.max_shift + 1, (2, len(global_index), 1), generator=generator)
+            if batch_number < skip:
+                continue
+            index = global_index[self.rank:: self.world_size]
+            images = self.images[index]
+            if offsets is not None:
                 images = random_shift(images, self.max_shift, offsets[:, self.rank:: self.world_size])
             yield images, self.labels[index]
 
@@ -158,6 +176,7 @@ class MNISTDataModule(pl.LightningDataModule):
             raise ValueError(f"train_subset must be >= 1 or null, got {train_subset}")
         self.save_hyperparameters()
         self.splits = {}
+        self.resume_at = None  # (epoch, batches already trained on) from a mid-epoch checkpoint
 
     def prepare_data(self):
         if find_idx_files(self.hparams.data_dir, self.hparams.dataset) is None:
@@ -196,15 +215,31 @@ class MNISTDataModule(pl.LightningDataModule):
     def _batches(self, split, batch_size, shuffle, max_shift=0):
         trainer = self.trainer
         images, labels = self.splits[split]
+        if trainer is None:
+            return TensorBatches(images, labels, batch_size, shuffle, self.hparams.split_seed, max_shift=max_shift)
         return TensorBatches(
             images, labels, batch_size, shuffle=shuffle, seed=self.hparams.split_seed,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1, max_shift=max_shift,
+            epoch_fn=lambda: trainer.current_epoch, rank=trainer.global_rank, world_size=trainer.world_size,
+            max_shift=max_shift, progress_fn=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed,
         )
 
     def train_dataloader(self):
-        return self._batches("train", self.hparams.batch_size, shuffle=True, max_shift=self.hparams.max_shift)
+        batches = self._batches("train", self.hparams.batch_size, shuffle=True, max_shift=self.hparams.max_shift)
+        batches.resume_at, self.resume_at = self.resume_at, None
+        return batches
+
+    # NOTE: the resume position is also checkpointed here, by the DataModule, because Lightning restores a stateful
+    # loader only if the loader did not exist before the checkpoint was loaded, and a OneCycle schedule
+    # (estimated_stepping_batches) creates it earlier. DataModule state is always restored before that.
+    def state_dict(self):
+        if self.trainer is None:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state_dict):
+        if state_dict:
+            self.resume_at = (state_dict["epoch"], state_dict["batches_done"])
 
     def val_dataloader(self):
         return self._batches("val", self.hparams.eval_batch_size, shuffle=False)

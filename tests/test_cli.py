@@ -21,6 +21,7 @@ def test_no_arguments_resolve_the_default_config(capsys):
     assert config["model"]["init_args"]["backend"] == "manual" and config["model"]["init_args"]["hidden_sizes"] == [800]
     assert config["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
     assert config["checkpoint"]["monitor"] == "val/acc" and config["checkpoint"]["save_last"] is True
+    assert config["resume_checkpoint"]["filename"] == "last" and config["resume_checkpoint"]["monitor"] is None
 
 
 def test_dotted_overrides_and_another_config(capsys):

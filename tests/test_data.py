@@ -127,3 +127,23 @@ def test_random_shift_is_a_zero_filled_translation():
 def test_bad_data_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MNISTDataModule(**kwargs)
+
+
+@pytest.mark.parametrize("max_shift", [0, 1])
+def test_restored_state_resumes_with_the_next_batch_of_the_same_epoch(max_shift):
+    images, labels = torch.rand(50, 4, 4), torch.arange(50)
+    full = list(TensorBatches(images, labels, 8, True, 3, lambda: 2, max_shift=max_shift))
+    resumed = TensorBatches(images, labels, 8, True, 3, lambda: 2, max_shift=max_shift)
+    resumed.load_state_dict({"epoch": 2, "batches_done": 4})
+    rest = list(resumed)
+    assert len(rest) == len(full) - 4
+    for (x, y), (x_full, y_full) in zip(rest, full[4:]):
+        assert torch.equal(y, y_full) and torch.equal(x, x_full)
+    assert len(list(resumed)) == len(full)  # only the resumed epoch is shortened
+
+
+def test_state_from_another_epoch_is_ignored():
+    labels = torch.arange(20)
+    batches = TensorBatches(labels, labels, 5, True, 0, lambda: 1)
+    batches.load_state_dict({"epoch": 0, "batches_done": 4})  # saved at the end of epoch 0
+    assert len(list(batches)) == 4

@@ -1,0 +1,133 @@
+"""Nothing lost when training is interrupted; deterministic runs; a diverging run stops with a clear message."""
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec.implementations.local
+import pytest
+import torch
+
+from train import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
+
+
+def run_args(mnist_slice, save_dir, name):
+    """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too."""
+    return ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
+            "--data.batch_size", "64", "--data.max_shift", "1", "--model.hidden_sizes", "[64]",
+            "--model.dropout", "0.2", "--trainer.max_epochs", "4", "--resume_checkpoint.every_n_train_steps", "7",
+            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir),
+            "--trainer.logger.init_args.name", name]
+
+
+def checkpoint_step(path):
+    try:
+        return torch.load(path, weights_only=False)["global_step"]
+    except Exception:  # not written yet
+        return -1
+
+
+def final_weights_and_test_accuracy(run_dir, output):
+    weights = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    return weights, re.search(r"test accuracy: ([\d.]+)%", output).group(1)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(mnist_slice, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("uninterrupted")
+    done = subprocess.run([sys.executable, "train.py", *run_args(mnist_slice, save_dir, "run")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return final_weights_and_test_accuracy(save_dir / "run" / "version_0", done.stdout)
+
+
+def interrupt_then_resume(mnist_slice, tmp_path, send_signal):
+    """Start a run, signal it once its resume checkpoint is past step 30 (mid-epoch), then resume it as documented."""
+    process = subprocess.Popen([sys.executable, "train.py", *run_args(mnist_slice, tmp_path, "run")], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while checkpoint_step(last) < 30 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(send_signal)
+    _, stderr = process.communicate(timeout=120)
+    step = checkpoint_step(last)
+    assert 30 <= step < 4 * STEPS_PER_EPOCH, f"the run was not interrupted mid-training (step {step})\n{stderr}"
+    resumed = subprocess.run([sys.executable, "train.py", "--config", str(last.parents[1] / "config.yaml"),
+                              "--ckpt_path", str(last)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return process.returncode, stderr, step, final_weights_and_test_accuracy(tmp_path / "run" / "version_1",
+                                                                               resumed.stdout)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mnist_slice, tmp_path, uninterrupted):
+    returncode, _, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    print(f"killed, resumed from step {step} (epoch {step // STEPS_PER_EPOCH}, batch {step % STEPS_PER_EPOCH})")
+    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
+    assert accuracy == uninterrupted[1]
+
+
+def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted):
+    returncode, stderr, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGINT)
+    assert returncode == 1 and "resume with:" in stderr and "Traceback" not in stderr
+    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
+    assert accuracy == uninterrupted[1]
+
+
+def quick_args(mnist_slice, save_dir, *extra):
+    return ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
+            "--data.train_subset", "640", "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir), *extra]
+
+
+def test_same_config_and_seed_give_identical_metrics_and_weights_and_never_overwrite(mnist_slice, tmp_path):
+    first = cli_main(quick_args(mnist_slice, tmp_path))
+    first_dir = Path(first.trainer.log_dir)
+    first_files = {path: path.read_bytes() for path in first_dir.rglob("*") if path.is_file()}
+    second = cli_main(quick_args(mnist_slice, tmp_path))
+    assert Path(second.trainer.log_dir) != first_dir  # version_1 beside version_0
+    assert {path: path.read_bytes() for path in first_files} == first_files  # nothing of the first run touched
+    for key in ("test/acc", "test/loss"):
+        assert first.trainer.callback_metrics[key].item() == second.trainer.callback_metrics[key].item(), key
+    assert first.trainer.checkpoint_callback.best_model_score == second.trainer.checkpoint_callback.best_model_score
+    torch.testing.assert_close(first.model.state_dict(), second.model.state_dict(), rtol=0, atol=0)
+
+
+def test_a_crash_while_saving_never_corrupts_the_existing_checkpoint(mnist_slice, tmp_path, monkeypatch):
+    cli = cli_main(quick_args(mnist_slice, tmp_path, "--trainer.max_epochs", "1"))
+    path = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    before = path.read_bytes()
+    original_write = fsspec.implementations.local.LocalFileOpener.write
+
+    def crash_halfway(self, data):
+        original_write(self, data[: len(data) // 2])
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", crash_halfway)
+    with torch.no_grad():
+        cli.model.net[0].weight.add_(1.0)  # a different state, so a torn write would show
+    with pytest.raises(OSError, match="simulated"):
+        cli.trainer.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=False)["global_step"] == 5  # 640 digits in batches of 128
+
+
+def test_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(mnist_slice, tmp_path,
+                                                                                      capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(quick_args(mnist_slice, tmp_path, "--model.optimizer", "sgd", "--model.lr", "1e6",
+                            "--model.lr_schedule", "none", "--resume_checkpoint.every_n_train_steps", "1"))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    message = re.search(r"error: the gradient became NaN or infinite at step (\d+) .*last good checkpoint is (\S+)\. "
+                        r"Likely cause: the learning rate \(lr=1000000.0\) is too high", err)
+    assert message, err[-2000:]
+    checkpoint = torch.load(message.group(2), weights_only=False)
+    assert checkpoint["global_step"] <= int(message.group(1))
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
