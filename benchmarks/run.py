@@ -1,0 +1,240 @@
+"""Speed and memory of manual_bp against native PyTorch: every figure a ratio of two runs in this one process.
+
+    python -m benchmarks.run --data_dir ../shared/datasets/mnist     # prints the table, writes benchmarks/results/
+    python -m benchmarks.run --quick ...                             # fewer repeats, for a smoke test
+
+1. per op: forward + backward time, manual / native (torch.utils.benchmark, alternating, best of repeats)
+2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native
+3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers),
+   (b) a plain loop with native layers over in-memory tensors, (c) torchvision MNIST with ToTensor/Normalize
+   through a DataLoader into a LightningModule with native layers; ratios a/b and c/a
+4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory of a step
+5. achieved GFLOP/s of the training step against this machine's measured matmul rate
+"""
+import argparse
+import gzip
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Timer
+
+import manual_bp.functional as MF
+from benchmarks.timing import EpochTimer
+from models.classifier import MNISTClassifier
+from models.data import IDX_FILES, MNISTDataModule
+from models.mlp import build_mlp, classification_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH, SIZES = 128, (784, 800, 10)
+
+
+def op_cases(device):
+    def randn(*shape, grad=True):
+        return torch.randn(*shape, device=device, requires_grad=grad)
+
+    probs = torch.rand(BATCH, 10, device=device).clamp(0.01, 0.99).requires_grad_()
+    target, labels = torch.rand(BATCH, 10, device=device), torch.randint(10, (BATCH,), device=device)
+    return {
+        "linear 128x784->800 (first layer)": (MF.linear, F.linear, (randn(BATCH, 784, grad=False), randn(800, 784),
+                                                                    randn(800))),
+        "linear 128x800->10": (MF.linear, F.linear, (randn(BATCH, 800), randn(10, 800), randn(10))),
+        "relu 128x800": (MF.relu, torch.relu, (randn(BATCH, 800),)),
+        "sigmoid 128x800": (MF.sigmoid, torch.sigmoid, (randn(BATCH, 800),)),
+        "tanh 128x800": (MF.tanh, torch.tanh, (randn(BATCH, 800),)),
+        "mse_loss 128x10": (MF.mse_loss, F.mse_loss, (randn(BATCH, 10), target)),
+        "binary_cross_entropy 128x10": (MF.binary_cross_entropy, F.binary_cross_entropy, (probs, target)),
+        "bce_with_logits 128x10": (MF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                                   (randn(BATCH, 10), target)),
+        "cross_entropy 128x10": (MF.cross_entropy, F.cross_entropy, (randn(BATCH, 10), labels)),
+    }
+
+
+def forward_backward(fn, inputs):
+    output = fn(*inputs)
+    output.backward(torch.ones_like(output))
+
+
+def best_median(stmt, env, repeats, min_run_time):
+    return min(Timer(stmt, globals=env).blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
+
+
+def time_pair(make_stmt_env, repeats, min_run_time):
+    """(manual seconds, native seconds), measured alternately so drift hits both alike."""
+    times = {"manual": [], "native": []}
+    for _ in range(repeats):
+        for backend in times:
+            stmt, env = make_stmt_env(backend)
+            times[backend].append(best_median(stmt, env, 1, min_run_time))
+    return min(times["manual"]), min(times["native"])
+
+
+def bench_ops(device, repeats, min_run_time):
+    rows = {}
+    for name, (manual, native, inputs) in op_cases(device).items():
+        def stmt_env(backend, manual=manual, native=native, inputs=inputs):
+            fn = manual if backend == "manual" else native
+            return "forward_backward(fn, inputs)", {"forward_backward": forward_backward, "fn": fn, "inputs": inputs}
+        manual_s, native_s = time_pair(stmt_env, repeats, min_run_time)
+        rows[name] = {"manual_us": manual_s * 1e6, "native_us": native_s * 1e6, "ratio": manual_s / native_s}
+    return rows
+
+
+def saved_bytes(fn, inputs):
+    sizes = []
+
+    def pack(tensor):
+        sizes.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn(*inputs)
+    return sum(sizes)
+
+
+def bench_memory(device):
+    return {name: {"manual_bytes": saved_bytes(manual, inputs), "native_bytes": saved_bytes(native, inputs)}
+            for name, (manual, native, inputs) in op_cases(device).items()}
+
+
+def training_step_fn(backend, device):
+    torch.manual_seed(0)
+    net = build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1], "relu", backend).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.randn(BATCH, SIZES[0], device=device), torch.randint(10, (BATCH,), device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        classification_loss(net(x), y, "cross_entropy", backend).backward()
+        optimizer.step()
+    return step
+
+
+def bench_training_step(device, repeats, min_run_time):
+    def stmt_env(backend):
+        return "step()", {"step": training_step_fn(backend, device)}
+    manual_s, native_s = time_pair(stmt_env, repeats, min_run_time)
+    flops = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # forward 2, backward 4 per MAC
+    a, b = torch.randn(BATCH, 784, device=device), torch.randn(784, 800, device=device)
+    big = torch.randn(2048, 2048, device=device)
+    matmul_step = best_median("a @ b", {"a": a, "b": b}, repeats, min_run_time)
+    matmul_big = best_median("m @ m", {"m": big}, repeats, min_run_time)
+    return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": manual_s / native_s,
+            "achieved_gflops_manual": flops / manual_s / 1e9, "achieved_gflops_native": flops / native_s / 1e9,
+            "matmul_gflops_128x784x800": 2 * BATCH * 784 * 800 / matmul_step / 1e9,
+            "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
+
+
+def plain_native_epoch(data_dir, device, batch_limit):
+    """(b): torch.nn layers, batches cut from in-memory tensors, the usual zero_grad/backward/step loop."""
+    images, labels = MNISTDataModule(str(data_dir), download=False).load()["train"]
+    images, labels = images.flatten(1).to(device), labels.to(device)
+    step_fn_net = build_mlp(784, (800,), 10, "relu", "native").to(device)
+    optimizer = torch.optim.Adam(step_fn_net.parameters(), lr=1e-3)
+    order = torch.randperm(len(labels), device=device)
+    starts = list(range(0, len(labels), BATCH))[:batch_limit]
+    start_time = time.perf_counter()
+    for start in starts:
+        index = order[start: start + BATCH]
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(step_fn_net(images[index]), labels[index]).backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start_time) * len(range(0, len(labels), BATCH)) / len(starts)
+
+
+def train_py_epoch(data_dir, save_dir, batch_limit):
+    """(a): the train.py path itself (LightningCLI, default config), training epochs only, timed by a callback."""
+    from train import cli_main
+
+    EpochTimer.seconds.clear()
+    limit = ["--trainer.limit_train_batches", str(batch_limit)] if batch_limit < 10**9 else []
+    cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
+              "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+              "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.callbacks+=benchmarks.timing.EpochTimer",
+              *limit])
+    batches = min(batch_limit, len(range(0, 55000, BATCH)))
+    return EpochTimer.seconds[-1] * len(range(0, 55000, BATCH)) / batches  # the second epoch: warm
+
+
+def common_recipe_epoch(data_dir, save_dir, batch_limit):
+    """(c): torchvision MNIST + ToTensor/Normalize per image through a DataLoader, native layers in Lightning."""
+    from torchvision import datasets, transforms
+
+    raw = Path(save_dir) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in IDX_FILES.values():
+        (raw / name).write_bytes(gzip.decompress((Path(data_dir) / f"{name}.gz").read_bytes()))
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    dataset = datasets.MNIST(str(save_dir), train=True, transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=0)
+    EpochTimer.seconds.clear()
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=min(batch_limit, len(loader)), logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[EpochTimer()], accelerator="auto", devices=1)
+    trainer.fit(MNISTClassifier(backend="native", lr_schedule="none"), loader)
+    return EpochTimer.seconds[-1] * len(range(0, 55000, BATCH)) / min(batch_limit, len(loader))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and partial epochs")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>.json)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (3, 0.5, 10**9)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
+    results = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
+               "training_step": bench_training_step(device, repeats, min_run_time)}
+    with tempfile.TemporaryDirectory() as tmp:
+        a = train_py_epoch(args.data_dir, Path(tmp) / "a", batch_limit)
+        b = plain_native_epoch(args.data_dir, device, batch_limit)
+        c = common_recipe_epoch(args.data_dir, Path(tmp) / "c", batch_limit)
+    results["pipelines"] = {"a_train_py_s": a, "b_plain_native_loop_s": b, "c_common_recipe_s": c,
+                            "a_over_b": a / b, "c_over_a": c / a}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        training_step_fn("manual", device)()
+        results["training_step"]["cuda_peak_bytes_manual"] = torch.cuda.max_memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        training_step_fn("native", device)()
+        results["training_step"]["cuda_peak_bytes_native"] = torch.cuda.max_memory_allocated(device)
+    print_table(results)
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out}")
+    return results
+
+
+def print_table(results):
+    print(f"\ndevice: {results['device']}, {results['threads']} threads, torch {results['torch']}")
+    print(f"\n{'op (forward + backward)':<36} {'manual us':>10} {'native us':>10} {'ratio':>6} "
+          f"{'saved B manual':>15} {'saved B native':>15}")
+    for name, row in results["ops"].items():
+        memory = results["saved_for_backward"][name]
+        print(f"{name:<36} {row['manual_us']:>10.1f} {row['native_us']:>10.1f} {row['ratio']:>6.2f} "
+              f"{memory['manual_bytes']:>15,} {memory['native_bytes']:>15,}")
+    step = results["training_step"]
+    print(f"\ntraining step 784-800-10, Adam, batch 128: manual {step['manual_ms']:.2f} ms, native "
+          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}")
+    print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
+          f"matmul 128x784x800 {step['matmul_gflops_128x784x800']:.1f} GFLOP/s, 2048^3 "
+          f"{step['matmul_gflops_2048']:.1f} GFLOP/s")
+    p = results["pipelines"]
+    print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.2f} s, (b) plain native loop "
+          f"{p['b_plain_native_loop_s']:.2f} s, (c) common recipe {p['c_common_recipe_s']:.2f} s; "
+          f"a/b {p['a_over_b']:.2f}, c/a {p['c_over_a']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
