@@ -156,6 +156,7 @@ def train_py_epoch(data_dir, save_dir, batch_limit):
     EpochTimer.seconds.clear()
     limit = ["--trainer.limit_train_batches", str(batch_limit)] if batch_limit < 10**9 else []
     cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
+              "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
               "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
               "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.callbacks+=benchmarks.timing.EpochTimer",
               *limit])

@@ -33,11 +33,18 @@ def test_manual_equals_native_over_shapes_dtypes_values_and_layouts(case, data, 
                 upstream_noncontiguous=noncontiguous, seed=seed).raise_if_failed()
 
 
-def outcome(fn, *args):
-    try:
-        return fn(*args), None
-    except (ValueError, TypeError, RuntimeError, IndexError) as error:
-        return None, error
+def assert_same_outcome(manual_fn, native_fn, *args):
+    """Both raise, or both return equal values."""
+    outcomes = []
+    for fn in (manual_fn, native_fn):
+        try:
+            outcomes.append((fn(*args), None))
+        except (ValueError, TypeError, RuntimeError, IndexError) as error:
+            outcomes.append((None, error))
+    (manual, manual_error), (native, native_error) = outcomes
+    assert (manual_error is None) == (native_error is None), (manual_error, native_error)
+    if manual_error is None:
+        torch.testing.assert_close(manual, native)
 
 
 values = st.one_of(st.floats(-0.5, 1.5, width=32), st.just(float("nan")))
@@ -47,30 +54,16 @@ values = st.one_of(st.floats(-0.5, 1.5, width=32), st.just(float("nan")))
 @given(pairs=st.lists(st.tuples(values, values), min_size=1, max_size=8))
 def test_binary_cross_entropy_out_of_range_both_raise_or_both_agree(pairs):
     input, target = (torch.tensor(column) for column in zip(*pairs))
-    manual, manual_error = outcome(MF.binary_cross_entropy, input, target)
-    native, native_error = outcome(F.binary_cross_entropy, input, target)
-    assert (manual_error is None) == (native_error is None), (manual_error, native_error)
-    if manual_error is None:
-        torch.testing.assert_close(manual, native)
+    assert_same_outcome(MF.binary_cross_entropy, F.binary_cross_entropy, input, target)
 
 
 @settings(max_examples=200, deadline=None)
 @given(classes=st.integers(1, 5), targets=st.lists(st.integers(-2, 6), min_size=1, max_size=6))
 def test_cross_entropy_class_index_out_of_range_both_raise_or_both_agree(classes, targets):
-    logits, target = torch.randn(len(targets), classes), torch.tensor(targets)
-    manual, manual_error = outcome(MF.cross_entropy, logits, target)
-    native, native_error = outcome(F.cross_entropy, logits, target)
-    assert (manual_error is None) == (native_error is None), (manual_error, native_error)
-    if manual_error is None:
-        torch.testing.assert_close(manual, native)
+    assert_same_outcome(MF.cross_entropy, F.cross_entropy, torch.randn(len(targets), classes), torch.tensor(targets))
 
 
 @settings(max_examples=100, deadline=None)
 @given(batch=sizes, in_features=sizes, columns=sizes, out_features=sizes)
 def test_linear_shape_mismatch_both_raise_or_both_agree(batch, in_features, columns, out_features):
-    x, weight = torch.randn(batch, columns), torch.randn(out_features, in_features)
-    manual, manual_error = outcome(MF.linear, x, weight)
-    native, native_error = outcome(F.linear, x, weight)
-    assert (manual_error is None) == (native_error is None), (manual_error, native_error)
-    if manual_error is None:
-        torch.testing.assert_close(manual, native)
+    assert_same_outcome(MF.linear, F.linear, torch.randn(batch, columns), torch.randn(out_features, in_features))

@@ -1,0 +1,31 @@
+"""python -m manual_bp.check: the table a user runs, every row passing, exit status 0 (1 on any failure)."""
+import pytest
+import torch
+
+from manual_bp import check
+
+
+def test_check_prints_every_op_and_passes_on_cpu(capsys):
+    assert check.main(["--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for case in check.OP_CASES:
+        assert case.name in out
+    assert "FAIL" not in out
+    assert out.strip().endswith("0 failed")
+    assert "largest float32 relative gradient error per op" in out
+
+
+def test_check_exits_non_zero_when_an_op_is_wrong(capsys, monkeypatch):
+    broken = check.OpCase("broken_relu", lambda x: check.MF.relu(x) * 1.001, torch.relu, ("input",),
+                          check._unary_inputs, ((4, 3),))
+    monkeypatch.setattr(check, "OP_CASES", [broken])
+    assert check.main(["--device", "cpu"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_check_on_cuda_without_a_gpu_says_so(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        check.main(["--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
