@@ -213,7 +213,9 @@ def _format(errors):
     return " ".join(f"{name}={abs_err:.1e}/{rel_err:.1e}" for name, (abs_err, rel_err) in errors.items())
 
 
-def print_table(results, file=sys.stdout):
+def print_table(results, file=None):
+    file = file or sys.stdout
+
     def mark(value):
         return "-" if value is None else ("pass" if value else "FAIL")
 
