@@ -134,15 +134,15 @@ def plain_native_epoch(data_dir, device, batch_limit):
     """(b): torch.nn layers, batches cut from in-memory tensors, the usual zero_grad/backward/step loop."""
     images, labels = MNISTDataModule(str(data_dir), download=False).load()["train"]
     images, labels = images.flatten(1).to(device), labels.to(device)
-    step_fn_net = build_mlp(784, (800,), 10, "relu", "native").to(device)
-    optimizer = torch.optim.Adam(step_fn_net.parameters(), lr=1e-3)
+    net = build_mlp(784, (800,), 10, "relu", "native").to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     order = torch.randperm(len(labels), device=device)
     starts = list(range(0, len(labels), BATCH))[:batch_limit]
     start_time = time.perf_counter()
     for start in starts:
         index = order[start: start + BATCH]
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(step_fn_net(images[index]), labels[index]).backward()
+        F.cross_entropy(net(images[index]), labels[index]).backward()
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()

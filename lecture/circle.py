@@ -10,7 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 import manual_bp.functional as MF
-from lecture.batches import RepeatedBatch
+from lecture.common import BinaryClassifier, RepeatedBatch
 from models.callbacks import tensorboard
 
 
@@ -74,7 +74,7 @@ class CircleDataModule(pl.LightningDataModule):
         return RepeatedBatch(self.val)
 
 
-class CircleModel(pl.LightningModule):
+class CircleModel(BinaryClassifier):
     """w = (w0, w1, w2): radius and centre of the learned circle, fitted by plain gradient descent."""
 
     def __init__(self, initial_w: tuple[float, float, float] = (1.0, 0.0, 0.0), lr: float = 0.1):
@@ -87,19 +87,8 @@ class CircleModel(pl.LightningModule):
     def forward(self, points):
         return CircleFunction.apply(points, self.w)  # z: (N,)
 
-    def _common_step(self, batch, stage):
-        points, outside = batch
-        probability_outside = MF.sigmoid(self(points))
-        loss = MF.binary_cross_entropy(probability_outside, outside)
-        self.log(f"{stage}/loss", loss, prog_bar=True)
-        self.log(f"{stage}/acc", ((probability_outside > 0.5).float() == outside).float().mean(), prog_bar=True)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._common_step(batch, "val")
+    def probability(self, points):
+        return MF.sigmoid(self(points))  # ŷ = σ(z) = P(outside)
 
     def on_validation_epoch_end(self):
         self.log_dict({"circle/radius": self.w[0].abs(), "circle/centre_x1": self.w[1], "circle/centre_x2": self.w[2]})

@@ -9,9 +9,8 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 
-import manual_bp.functional as MF
 import manual_bp.nn as mnn
-from lecture.batches import RepeatedBatch
+from lecture.common import BinaryClassifier, RepeatedBatch
 from models.callbacks import tensorboard
 
 INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2): the truth table's rows
@@ -49,7 +48,7 @@ class XORDataModule(pl.LightningDataModule):
         return RepeatedBatch((INPUTS, TARGETS))
 
 
-class XORModel(pl.LightningModule):
+class XORModel(BinaryClassifier):
     """A 2-H-1 sigmoid MLP of manual_bp layers, binary cross-entropy, SGD with momentum."""
 
     def __init__(self, hidden_size: int = 3, lr: float = 1.0, momentum: float = 0.9):
@@ -62,19 +61,8 @@ class XORModel(pl.LightningModule):
     def forward(self, x):
         return self.net(x)
 
-    def _common_step(self, batch, stage):
-        x, y = batch
-        prediction = self(x)
-        loss = MF.binary_cross_entropy(prediction, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True)
-        self.log(f"{stage}/acc", ((prediction > 0.5).float() == y).float().mean(), prog_bar=stage == "val")
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._common_step(batch, "val")
+    def probability(self, x):
+        return self(x)  # the output unit is already a sigmoid
 
     def on_validation_epoch_end(self):
         writer = tensorboard(self.trainer)

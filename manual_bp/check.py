@@ -194,15 +194,14 @@ def compare(case, shape, dtype, device="cpu", noncontiguous=False, run_gradcheck
     return result
 
 
-def available_dtypes(device):
-    return (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
 
 def run_all(devices):
     results = []
     for device in devices:
         for case in OP_CASES:
-            for dtype in available_dtypes(device):
+            for dtype in DTYPES:
                 results.append(compare(case, case.shapes[-1], dtype, device))
             results.append(compare(case, case.shapes[-1], torch.float32, device, noncontiguous=True))
             results.append(compare(case, case.shapes[0], torch.float64, device))  # batch size 1
