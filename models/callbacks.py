@@ -43,6 +43,17 @@ class NativeGradientCheck(pl.Callback):
     def __init__(self, every_n_steps: int = 100):
         self.every_n_steps = every_n_steps
         self.batch = None
+        self.nets = None  # {backend: network}; their own weights are never used, functional_call swaps them
+
+    def twins(self, hp, device):
+        if self.nets is None:
+            # NOTE: built once, with the random state forked, so monitoring never changes the training run's
+            # random numbers (initialisation draws them); dropout off so both backends see the same function.
+            with torch.random.fork_rng(devices=[]):
+                self.nets = {backend: build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation,
+                                                backend, hp.dropout).to(device).eval()
+                             for backend in ("manual", "native")}
+        return self.nets
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batch = batch
@@ -54,9 +65,7 @@ class NativeGradientCheck(pl.Callback):
         images, labels = self.batch
         params = {name: p.detach().requires_grad_() for name, p in pl_module.net.named_parameters()}
         gradients = []
-        for backend in ("manual", "native"):
-            net = build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation, backend, hp.dropout)
-            net = net.to(pl_module.device).eval()  # dropout off: both backends see the same function
+        for backend, net in self.twins(hp, pl_module.device).items():
             logits = torch.func.functional_call(net, params, (images.flatten(1),))
             loss = classification_loss(logits, labels, hp.loss, backend)
             gradients.append(torch.autograd.grad(loss, list(params.values())))
