@@ -3,7 +3,7 @@
     python -m benchmarks.run --data_dir ../shared/datasets/mnist     # prints the table, writes benchmarks/results/
     python -m benchmarks.run --quick ...                             # fewer repeats, for a smoke test
 
-1. per op: forward + backward time, manual / native (torch.utils.benchmark, alternating, best of repeats)
+1. per op: forward + backward time, manual / native (torch.utils.benchmark; median of alternating rounds)
 2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers),
    (b) a plain loop with native layers over in-memory tensors, (c) torchvision MNIST with ToTensor/Normalize
@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -64,14 +65,19 @@ def best_median(stmt, env, repeats, min_run_time):
     return min(Timer(stmt, globals=env).blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
 
 
-def time_pair(make_stmt_env, repeats, min_run_time):
-    """(manual seconds, native seconds), measured alternately so drift hits both alike."""
+def time_pair(make_stmt_env, rounds, min_run_time):
+    """(manual seconds, native seconds, ratio): medians over rounds that each time manual, then native.
+
+    NOTE: on a shared VM the load drifts by tens of percent within a minute; the ratio is the median of the
+    per-round ratios, so each ratio compares two measurements taken seconds apart.
+    """
     times = {"manual": [], "native": []}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for backend in times:
             stmt, env = make_stmt_env(backend)
             times[backend].append(best_median(stmt, env, 1, min_run_time))
-    return min(times["manual"]), min(times["native"])
+    ratios = [m / n for m, n in zip(times["manual"], times["native"])]
+    return statistics.median(times["manual"]), statistics.median(times["native"]), statistics.median(ratios)
 
 
 def bench_ops(device, repeats, min_run_time):
@@ -80,8 +86,8 @@ def bench_ops(device, repeats, min_run_time):
         def stmt_env(backend, manual=manual, native=native, inputs=inputs):
             fn = manual if backend == "manual" else native
             return "forward_backward(fn, inputs)", {"forward_backward": forward_backward, "fn": fn, "inputs": inputs}
-        manual_s, native_s = time_pair(stmt_env, repeats, min_run_time)
-        rows[name] = {"manual_us": manual_s * 1e6, "native_us": native_s * 1e6, "ratio": manual_s / native_s}
+        manual_s, native_s, ratio = time_pair(stmt_env, repeats, min_run_time)
+        rows[name] = {"manual_us": manual_s * 1e6, "native_us": native_s * 1e6, "ratio": ratio}
     return rows
 
 
@@ -118,13 +124,13 @@ def training_step_fn(backend, device):
 def bench_training_step(device, repeats, min_run_time):
     def stmt_env(backend):
         return "step()", {"step": training_step_fn(backend, device)}
-    manual_s, native_s = time_pair(stmt_env, repeats, min_run_time)
+    manual_s, native_s, ratio = time_pair(stmt_env, repeats, min_run_time)
     flops = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # forward 2, backward 4 per MAC
     a, b = torch.randn(BATCH, 784, device=device), torch.randn(784, 800, device=device)
     big = torch.randn(2048, 2048, device=device)
     matmul_step = best_median("a @ b", {"a": a, "b": b}, repeats, min_run_time)
     matmul_big = best_median("m @ m", {"m": big}, repeats, min_run_time)
-    return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": manual_s / native_s,
+    return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": ratio,
             "achieved_gflops_manual": flops / manual_s / 1e9, "achieved_gflops_native": flops / native_s / 1e9,
             "matmul_gflops_128x784x800": 2 * BATCH * 784 * 800 / matmul_step / 1e9,
             "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
@@ -191,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (3, 0.5, 10**9)
+    repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (9, 0.3, 10**9)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
     results = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
