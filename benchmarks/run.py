@@ -193,11 +193,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and partial epochs")
+    parser.add_argument("--quick", action="store_true", help="one round and partial epochs (a smoke test)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating manual/native rounds per figure")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (9, 0.3, 10**9)
+    repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (args.rounds, 0.3, 10**9)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
     results = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
