@@ -176,7 +176,8 @@ class MNISTDataModule(pl.LightningDataModule):
             raise ValueError(f"train_subset must be >= 1 or null, got {train_subset}")
         self.save_hyperparameters()
         self.splits = {}
-        self.resume_at = None  # (epoch, batches already trained on) from a mid-epoch checkpoint
+        self.train_batches = None  # the training loader, whose position goes into checkpoints
+        self.pending_state = None  # a checkpointed position, for the next training loader
 
     def prepare_data(self):
         if find_idx_files(self.hparams.data_dir, self.hparams.dataset) is None:
@@ -224,22 +225,21 @@ class MNISTDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self):
-        batches = self._batches("train", self.hparams.batch_size, shuffle=True, max_shift=self.hparams.max_shift)
-        batches.resume_at, self.resume_at = self.resume_at, None
-        return batches
+        self.train_batches = self._batches("train", self.hparams.batch_size, shuffle=True,
+                                           max_shift=self.hparams.max_shift)
+        if self.pending_state:
+            self.train_batches.load_state_dict(self.pending_state)
+            self.pending_state = None
+        return self.train_batches
 
-    # NOTE: the resume position is also checkpointed here, by the DataModule, because Lightning restores a stateful
-    # loader only if the loader did not exist before the checkpoint was loaded, and a OneCycle schedule
-    # (estimated_stepping_batches) creates it earlier. DataModule state is always restored before that.
+    # NOTE: the training loader's resume position is also checkpointed here, by the DataModule, because Lightning
+    # restores a stateful loader only if the loader did not exist before the checkpoint was loaded, and a OneCycle
+    # schedule (estimated_stepping_batches) creates it earlier. DataModule state is always restored before that.
     def state_dict(self):
-        if self.trainer is None:
-            return {}
-        return {"epoch": self.trainer.current_epoch,
-                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        return self.train_batches.state_dict() if self.train_batches is not None else {}
 
     def load_state_dict(self, state_dict):
-        if state_dict:
-            self.resume_at = (state_dict["epoch"], state_dict["batches_done"])
+        self.pending_state = state_dict or None
 
     def val_dataloader(self):
         return self._batches("val", self.hparams.eval_batch_size, shuffle=False)
