@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
 import manual_bp.functional as MF
-from benchmarks.timing import EpochTimer
-from models.classifier import MNISTClassifier
+from benchmarks.timing import EpochTimer, synchronize
 from models.data import IDX_FILES, MNISTDataModule
+from models.fast_step import FastTrainStep
 from models.mlp import build_mlp, classification_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,9 @@ def forward_backward(fn, inputs):
 
 
 def best_median(stmt, env, repeats, min_run_time):
-    return min(Timer(stmt, globals=env).blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
+    # NOTE: Timer runs on one thread unless told otherwise; training uses all of torch's threads
+    timer = Timer(stmt, globals=env, num_threads=torch.get_num_threads())
+    return min(timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
 
 
 def time_pair(make_stmt_env, rounds, min_run_time):
@@ -121,56 +123,93 @@ def training_step_fn(backend, device):
     return step
 
 
+def fast_step_fn(device):
+    """The same step as models/fast_step.py runs it: static buffers, fused Adam; on CUDA one graph replay."""
+    torch.manual_seed(0)
+    net = build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1], "relu", "manual").to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True, capturable=device.type == "cuda")
+    x, y = torch.randn(BATCH, SIZES[0], device=device), torch.randint(10, (BATCH,), device=device)
+    step = FastTrainStep(net, lambda s, t: classification_loss(s, t, "cross_entropy", "manual"), optimizer,
+                         torch.zeros(3, device=device), x, y, use_graph=device.type == "cuda")
+    for _ in range(3):  # warm-up and capture
+        step(x, y, 0)
+    return lambda: step(x, y, 0)
+
+
 def bench_training_step(device, repeats, min_run_time):
     def stmt_env(backend):
         return "step()", {"step": training_step_fn(backend, device)}
     manual_s, native_s, ratio = time_pair(stmt_env, repeats, min_run_time)
+    fast_s = best_median("step()", {"step": fast_step_fn(device)}, repeats, min_run_time)
     flops = 6 * BATCH * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # forward 2, backward 4 per MAC
     a, b = torch.randn(BATCH, 784, device=device), torch.randn(784, 800, device=device)
     big = torch.randn(2048, 2048, device=device)
     matmul_step = best_median("a @ b", {"a": a, "b": b}, repeats, min_run_time)
     matmul_big = best_median("m @ m", {"m": big}, repeats, min_run_time)
-    return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": ratio,
+    return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": ratio, "fast_step_ms": fast_s * 1e3,
             "achieved_gflops_manual": flops / manual_s / 1e9, "achieved_gflops_native": flops / native_s / 1e9,
             "matmul_gflops_128x784x800": 2 * BATCH * 784 * 800 / matmul_step / 1e9,
             "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
 
 
-def plain_native_epoch(data_dir, device, batch_limit):
-    """(b): torch.nn layers, batches cut from in-memory tensors, the usual zero_grad/backward/step loop."""
+def plain_native_epoch(data_dir, device, batch_limit, fused=None):
+    """(b): torch.nn layers, batches cut from in-memory tensors, the usual zero_grad/backward/step loop
+    (torch's default Adam, or its fused kernel)."""
     images, labels = MNISTDataModule(str(data_dir), download=False).load()["train"]
     images, labels = images.flatten(1).to(device), labels.to(device)
     net = build_mlp(784, (800,), 10, "relu", "native").to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
     order = torch.randperm(len(labels), device=device)
     starts = list(range(0, len(labels), BATCH))[:batch_limit]
+    for _ in range(2):  # warm-up (kernels, allocator, optimizer state), then the timed epoch
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(net(images[:BATCH]), labels[:BATCH]).backward()
+        optimizer.step()
+    synchronize(device)
     start_time = time.perf_counter()
     for start in starts:
         index = order[start: start + BATCH]
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(net(images[index]), labels[index]).backward()
         optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return (time.perf_counter() - start_time) * len(range(0, len(labels), BATCH)) / len(starts)
 
 
-def train_py_epoch(data_dir, save_dir, batch_limit):
+def train_py_epoch(data_dir, save_dir, batch_limit, device, step_mode="auto", extra=()):
     """(a): the train.py path itself (LightningCLI, default config), training epochs only, timed by a callback."""
     from train import cli_main
 
     EpochTimer.seconds.clear()
     limit = ["--trainer.limit_train_batches", str(batch_limit)] if batch_limit < 10**9 else []
     cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
+              "--trainer.accelerator", device.type, "--model.step_mode", step_mode,
               "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
               "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
               "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.callbacks+=benchmarks.timing.EpochTimer",
-              *limit])
+              *limit, *extra])
     batches = min(batch_limit, len(range(0, 55000, BATCH)))
     return EpochTimer.seconds[-1] * len(range(0, 55000, BATCH)) / batches  # the second epoch: warm
 
 
-def common_recipe_epoch(data_dir, save_dir, batch_limit):
+class CommonRecipeModule(pl.LightningModule):
+    """The LightningModule of the usual tutorial: torch.nn layers, automatic optimization, the loss logged."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = build_mlp(784, (800,), 10, "relu", "native")
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        loss = F.cross_entropy(self.net(images.flatten(1)), labels)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def common_recipe_epoch(data_dir, save_dir, batch_limit, device):
     """(c): torchvision MNIST + ToTensor/Normalize per image through a DataLoader, native layers in Lightning."""
     from torchvision import datasets, transforms
 
@@ -184,8 +223,8 @@ def common_recipe_epoch(data_dir, save_dir, batch_limit):
     EpochTimer.seconds.clear()
     trainer = pl.Trainer(max_epochs=2, limit_train_batches=min(batch_limit, len(loader)), logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[EpochTimer()], accelerator="auto", devices=1)
-    trainer.fit(MNISTClassifier(backend="native", lr_schedule="none"), loader)
+                         callbacks=[EpochTimer()], accelerator=device.type, devices=1)
+    trainer.fit(CommonRecipeModule(), loader)
     return EpochTimer.seconds[-1] * len(range(0, 55000, BATCH)) / min(batch_limit, len(loader))
 
 
@@ -204,18 +243,26 @@ def main(argv=None):
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
                "training_step": bench_training_step(device, repeats, min_run_time)}
     with tempfile.TemporaryDirectory() as tmp:
-        a = train_py_epoch(args.data_dir, Path(tmp) / "a", batch_limit)
+        a = train_py_epoch(args.data_dir, Path(tmp) / "a", batch_limit, device)
+        a_eager = train_py_epoch(args.data_dir, Path(tmp) / "a_eager", batch_limit, device, step_mode="eager")
+        a_no_ckpt = train_py_epoch(args.data_dir, Path(tmp) / "a_no_ckpt", batch_limit, device,
+                                   extra=["--resume_checkpoint.every_n_train_steps", "0"])
         b = plain_native_epoch(args.data_dir, device, batch_limit)
-        c = common_recipe_epoch(args.data_dir, Path(tmp) / "c", batch_limit)
-    results["pipelines"] = {"a_train_py_s": a, "b_plain_native_loop_s": b, "c_common_recipe_s": c,
-                            "a_over_b": a / b, "c_over_a": c / a}
+        b_fused = plain_native_epoch(args.data_dir, device, batch_limit, fused=True)
+        c = common_recipe_epoch(args.data_dir, Path(tmp) / "c", batch_limit, device)
+    results["pipelines"] = {"a_train_py_s": a, "a_train_py_eager_steps_s": a_eager,
+                            "a_train_py_no_step_checkpoints_s": a_no_ckpt, "b_plain_native_loop_s": b,
+                            "b_plain_native_loop_fused_adam_s": b_fused, "c_common_recipe_s": c,
+                            "a_over_b": a / b, "a_over_b_fused": a / b_fused, "b_over_a": b / a, "c_over_a": c / a}
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        training_step_fn("manual", device)()
-        results["training_step"]["cuda_peak_bytes_manual"] = torch.cuda.max_memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        training_step_fn("native", device)()
-        results["training_step"]["cuda_peak_bytes_native"] = torch.cuda.max_memory_allocated(device)
+        for backend in ("manual", "native"):
+            step = training_step_fn(backend, device)
+            step()  # the optimizer state exists: what is left is the step's own memory
+            synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            results["training_step"][f"cuda_step_peak_bytes_{backend}"] = torch.cuda.max_memory_allocated(device) - base
     print_table(results)
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,14 +281,22 @@ def print_table(results):
               f"{memory['manual_bytes']:>15,} {memory['native_bytes']:>15,}")
     step = results["training_step"]
     print(f"\ntraining step 784-800-10, Adam, batch 128: manual {step['manual_ms']:.2f} ms, native "
-          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}")
+          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}; fast step (models/fast_step.py"
+          f"{', one CUDA graph replay' if 'cuda_step_peak_bytes_manual' in step else ''}) {step['fast_step_ms']:.3f} ms")
     print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
           f"matmul 128x784x800 {step['matmul_gflops_128x784x800']:.1f} GFLOP/s, 2048^3 "
           f"{step['matmul_gflops_2048']:.1f} GFLOP/s")
+    if "cuda_step_peak_bytes_manual" in step:
+        print(f"CUDA memory a step allocates above weights, optimizer state and batch (peak): manual "
+              f"{step['cuda_step_peak_bytes_manual']:,} B, native {step['cuda_step_peak_bytes_native']:,} B")
     p = results["pipelines"]
-    print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.2f} s, (b) plain native loop "
-          f"{p['b_plain_native_loop_s']:.2f} s, (c) common recipe {p['c_common_recipe_s']:.2f} s; "
-          f"a/b {p['a_over_b']:.2f}, c/a {p['c_over_a']:.2f}")
+    print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.3f} s (with every step eager: "
+          f"{p['a_train_py_eager_steps_s']:.3f} s; without last.ckpt every 100 steps: "
+          f"{p['a_train_py_no_step_checkpoints_s']:.3f} s), (b) plain native loop {p['b_plain_native_loop_s']:.3f} s "
+          f"(fused Adam: {p['b_plain_native_loop_fused_adam_s']:.3f} s), (c) common recipe "
+          f"{p['c_common_recipe_s']:.3f} s")
+    print(f"a/b {p['a_over_b']:.2f} (a/b with fused Adam in b: {p['a_over_b_fused']:.2f}), b/a {p['b_over_a']:.2f}, "
+          f"c/a {p['c_over_a']:.2f}")
 
 
 if __name__ == "__main__":

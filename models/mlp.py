@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import manual_bp.functional as MF
 import manual_bp.nn as mnn
+from manual_bp._checks import values_are_inspectable
 
 BACKENDS = {"manual": mnn, "native": torch.nn}
 FUNCTIONALS = {"manual": MF, "native": F}
@@ -38,7 +39,18 @@ def classification_loss(logits, labels, loss, backend="manual"):
     functional = FUNCTIONALS[backend]
     if loss == "cross_entropy":
         return functional.cross_entropy(logits, labels)
-    onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)  # (B,) -> (B, C)
+    onehot = one_hot(labels, logits.shape[-1], logits.dtype)  # (B,) -> (B, C)
     if loss == "mse":
         return functional.mse_loss(functional.sigmoid(logits), onehot)
     return functional.binary_cross_entropy_with_logits(logits, onehot)
+
+
+def one_hot(labels, num_classes, dtype):
+    """(B,) class indices -> (B, C) one-hot rows of `dtype`.
+
+    NOTE: F.one_hot checks the label range on the host, which a CUDA graph capture forbids; there the rows come
+    from a comparison with 0..C-1 (the checked F.one_hot runs everywhere else).
+    """
+    if values_are_inspectable(labels):
+        return F.one_hot(labels, num_classes).to(dtype)
+    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(dtype)

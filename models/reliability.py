@@ -89,7 +89,13 @@ class GracefulInterrupt(pl.Callback):
 
 class StopOnNonFinite(pl.Callback):
     """Stops training at the first NaN or infinite gradient or loss, before the optimizer applies it, so every
-    checkpoint on disk holds finite weights. The error names the step and the likely cause."""
+    checkpoint on disk holds finite weights. The error names the step and the likely cause.
+
+    Steps on the fast path (models/fast_step.py) check themselves: the device skips the update, the module raises.
+    """
+
+    def wants_step_hooks(self, trainer, pl_module):
+        return False  # the fast step has its own check
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
@@ -97,18 +103,23 @@ class StopOnNonFinite(pl.Callback):
             self._stop(trainer, pl_module, "the gradient")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss):
             self._stop(trainer, pl_module, f"the loss ({loss.item()})")
 
     def _stop(self, trainer, pl_module, what):
-        lr = pl_module.hparams.get("lr")
-        last_good = resume_checkpoint_path(trainer)
-        kept = (f"the last good checkpoint is {last_good}" if last_good and last_good.is_file()
-                else "no checkpoint had been written yet")
-        raise NonFiniteLossError(
-            f"{what} became NaN or infinite at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-            f"training stopped and {kept}. Likely cause: the learning rate{f' (lr={lr})' if lr else ''} is too high "
-            "for this model and loss - lower it (--model.lr) or add a schedule with warm-up; else check the data "
-            "for NaN or infinite values."
-        )
+        raise non_finite_error(trainer, pl_module, what, trainer.global_step)
+
+
+def non_finite_error(trainer, pl_module, what, step):
+    """The NonFiniteLossError for `what` going NaN/inf at global step `step`: where it happened, what was kept."""
+    lr = pl_module.hparams.get("lr")
+    last_good = resume_checkpoint_path(trainer)
+    kept = (f"the last good checkpoint is {last_good}" if last_good and last_good.is_file()
+            else "no checkpoint had been written yet")
+    return NonFiniteLossError(
+        f"{what} became NaN or infinite at step {step} (epoch {trainer.current_epoch}); "
+        f"training stopped and {kept}. Likely cause: the learning rate{f' (lr={lr})' if lr else ''} is too high "
+        "for this model and loss - lower it (--model.lr) or add a schedule with warm-up; else check the data "
+        "for NaN or infinite values."
+    )

@@ -12,7 +12,7 @@ class StepLosses(pl.Callback):
         self.losses = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(outputs["loss"].item())
+        self.losses.append((outputs.get("loss", pl_module.fast_step and pl_module.fast_step.loss)).item())
 
 
 def fit(data_dir, model_kwargs=(), max_steps=-1, max_epochs=1, **trainer_kwargs):
