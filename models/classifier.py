@@ -63,7 +63,7 @@ class MNISTClassifier(pl.LightningModule):
     def _common_step(self, batch, stage):
         images, labels = batch
         logits = self(images)
-        loss = classification_loss(logits, labels, self.hparams.loss, self.hparams.backend)
+        loss = self._loss(logits, labels)
         preds = logits.argmax(dim=-1)
         self.accuracy[f"{stage}_acc"](preds, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
@@ -72,9 +72,6 @@ class MNISTClassifier(pl.LightningModule):
 
     def _loss(self, logits, labels):
         return classification_loss(logits, labels, self.hparams.loss, self.hparams.backend)
-
-    def _forward_flat(self, images):
-        return self.net(images.flatten(1))
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -86,6 +83,8 @@ class MNISTClassifier(pl.LightningModule):
             if not self.fast_step.use_graph or step % self.trainer.log_every_n_steps == 0:  # CPU: reading is free
                 self._raise_if_non_finite()
         else:
+            if self.fast_step is not None:
+                self._raise_if_non_finite()  # an earlier fast step went non-finite: no eager update after it
             loss = output = self._eager_step(optimizer, images, labels)
         self._steps_this_fit += 1
         scheduler = self.lr_schedulers()
@@ -120,7 +119,7 @@ class MNISTClassifier(pl.LightningModule):
             if mode == "eager" or not eligible or self._steps_this_fit < WARM_UP_STEPS:
                 return None
             optimizer = self.optimizers().optimizer
-            self.fast_step = FastTrainStep(self._forward_flat, self._loss, optimizer, self._train_sums, images,
+            self.fast_step = FastTrainStep(self.forward, self._loss, optimizer, self._train_sums, images,
                                            labels, use_graph=images.is_cuda)
             rank_zero_info(f"training steps: fast path ({'CUDA graph' if images.is_cuda else 'static buffers'})")
         return self.fast_step if self.fast_step.fits(images, labels) else None
