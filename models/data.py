@@ -129,10 +129,10 @@ class TensorBatches:
             if batch_number < skip:
                 continue
             index = global_index[self.rank:: self.world_size]
-            images = self.images[index]
+            images = self.images.index_select(0, index)  # NOTE: 10x faster than images[index] on the CPU
             if offsets is not None:
                 images = random_shift(images, self.max_shift, offsets[:, self.rank:: self.world_size])
-            yield images, self.labels[index]
+            yield images, self.labels.index_select(0, index)
 
 
 def random_shift(images, max_shift, offsets):

@@ -62,7 +62,8 @@ class FastTrainStep:
                 lr.fill_(group[LR_KEY])
             self.graph.replay()
         elif self.graph is not None:  # a scheduler changed a baked-in value (momentum, betas, ...): stay eager
-            changed = [key for key, value in self._hyperparameters()[0].items() if self.baked[0][key] != value]
+            changed = sorted({key for now, then in zip(self._hyperparameters(), self.baked)
+                              for key in now if now[key] != then.get(key)})
             self.use_graph, self.graph = False, None
             warnings.warn(f"optimizer hyperparameter(s) {changed} changed after the CUDA graph was captured; "
                           "training goes on without the graph (only 'lr' may change between replays)")

@@ -14,13 +14,15 @@ from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
+EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a step of this net takes ~1 ms)
 
 
 def run_args(mnist_slice, save_dir, name):
     """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too."""
     return ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
             "--data.batch_size", "64", "--data.max_shift", "1", "--model.hidden_sizes", "[64]",
-            "--model.dropout", "0.2", "--trainer.max_epochs", "4", "--resume_checkpoint.every_n_train_steps", "7",
+            "--model.dropout", "0.2", "--trainer.max_epochs", str(EPOCHS),
+            "--resume_checkpoint.every_n_train_steps", "7",
             "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir),
             "--trainer.logger.init_args.name", name]
 
@@ -57,7 +59,7 @@ def interrupt_then_resume(mnist_slice, tmp_path, send_signal):
     process.send_signal(send_signal)
     _, stderr = process.communicate(timeout=120)
     step = checkpoint_step(last)
-    assert 30 <= step < 4 * STEPS_PER_EPOCH, f"the run was not interrupted mid-training (step {step})\n{stderr}"
+    assert 30 <= step < EPOCHS * STEPS_PER_EPOCH, f"the run was not interrupted mid-training (step {step})\n{stderr}"
     resumed = subprocess.run([sys.executable, "train.py", "--config", str(last.parents[1] / "config.yaml"),
                               "--ckpt_path", str(last)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
