@@ -4,11 +4,14 @@
     python -m benchmarks.run --quick ...                             # fewer repeats, for a smoke test
 
 1. per op: forward + backward time, manual / native (torch.utils.benchmark; median of alternating rounds)
-2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native
-3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers),
-   (b) a plain loop with native layers over in-memory tensors, (c) torchvision MNIST with ToTensor/Normalize
-   through a DataLoader into a LightningModule with native layers; ratios a/b and c/a
-4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory of a step
+2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native;
+   and the fast step of models/fast_step.py alone (on CUDA: one CUDA-graph replay)
+3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
+   step eager and without the step-wise last.ckpt), (b) a plain loop with native layers over in-memory tensors
+   (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
+   into the usual LightningModule with native layers; ratios a/b, b/a and c/a
+4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory a step
+   allocates above weights, optimizer state and batch
 5. achieved GFLOP/s of the training step against this machine's measured matmul rate
 """
 import argparse
