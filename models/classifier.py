@@ -7,7 +7,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torchmetrics.classification import MulticlassAccuracy
 
-from models.fast_step import FastTrainStep
+from models.fast_step import FastTrainStep, add_training_sums
 from models.mlp import build_mlp, classification_loss
 from models.reliability import non_finite_error
 
@@ -101,9 +101,7 @@ class MNISTClassifier(pl.LightningModule):
             logits = self(images)
             loss = self._loss(logits, labels)
             self.manual_backward(loss)
-            count = len(labels)
-            correct = (logits.argmax(dim=-1) == labels).sum().to(self._train_sums.dtype)
-            self._train_sums.add_(torch.stack([loss.detach() * count, correct, torch.full_like(correct, count)]))
+            add_training_sums(self._train_sums, loss, logits, labels)
             return loss
         loss = optimizer.step(closure=closure)
         return loss.detach()

@@ -17,6 +17,13 @@ import torch
 LR_KEY = "lr"
 
 
+def add_training_sums(sums, loss, scores, labels):
+    """sums (3,) += [loss·B, correct, B] of one batch, on the device (no host copy: capturable)."""
+    count = labels.numel()
+    correct = (scores.argmax(dim=-1) == labels).sum().to(sums.dtype)
+    sums.add_(torch.stack([loss.detach() * count, correct, torch.full_like(correct, count)]))
+
+
 class FastTrainStep:
     """One training step of `net` + `loss_fn` + `optimizer` on static buffers shaped like the first batch.
 
@@ -92,9 +99,7 @@ class FastTrainStep:
             self.optimizer.step()
         finally:
             del self.optimizer.found_inf
-        count = self.labels.numel()
-        correct = (scores.argmax(dim=-1) == self.labels).sum().to(self.sums.dtype)
-        self.sums.add_(torch.stack([loss.detach() * count, correct, torch.full_like(correct, count)]))  # no copy
+        add_training_sums(self.sums, loss, scores, self.labels)
         self.loss.copy_(loss.detach())
 
     def _hyperparameters(self):
