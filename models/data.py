@@ -143,7 +143,8 @@ def random_shift(images, max_shift, offsets):
     batch, height, width = images.shape
     padded = torch.nn.functional.pad(images, (max_shift,) * 4)  # (B, H + 2s, W + 2s)
     if images.is_cuda:  # NOTE: a blocking host-to-device copy would synchronise with the GPU at every batch
-        offsets = offsets.pin_memory().to(images.device, non_blocking=True)
+        offsets = offsets.pin_memory()
+    offsets = offsets.to(images.device, non_blocking=True)
     rows = offsets[0] + torch.arange(height, device=images.device)  # (B, H)
     cols = offsets[1] + torch.arange(width, device=images.device)  # (B, W)
     batch_index = torch.arange(batch, device=images.device)[:, None, None]
