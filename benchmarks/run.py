@@ -113,11 +113,17 @@ def bench_memory(device):
             for name, (manual, native, inputs) in op_cases(device).items()}
 
 
-def training_step_fn(backend, device):
+def step_parts(backend, device, **adam):
+    """The benchmarked MLP, its Adam and one fixed batch, from the same seed for every variant."""
     torch.manual_seed(0)
     net = build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1], "relu", backend).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, **adam)
     x, y = torch.randn(BATCH, SIZES[0], device=device), torch.randint(10, (BATCH,), device=device)
+    return net, optimizer, x, y
+
+
+def training_step_fn(backend, device):
+    net, optimizer, x, y = step_parts(backend, device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -128,10 +134,7 @@ def training_step_fn(backend, device):
 
 def fast_step_fn(device):
     """The same step as models/fast_step.py runs it: static buffers, fused Adam; on CUDA one graph replay."""
-    torch.manual_seed(0)
-    net = build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1], "relu", "manual").to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True, capturable=device.type == "cuda")
-    x, y = torch.randn(BATCH, SIZES[0], device=device), torch.randint(10, (BATCH,), device=device)
+    net, optimizer, x, y = step_parts("manual", device, fused=True, capturable=device.type == "cuda")
     step = FastTrainStep(net, lambda s, t: classification_loss(s, t, "cross_entropy", "manual"), optimizer,
                          torch.zeros(3, device=device), x, y, use_graph=device.type == "cuda")
     for _ in range(3):  # warm-up and capture
