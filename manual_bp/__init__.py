@@ -4,6 +4,7 @@
     import manual_bp.nn as mnn          # mirrors torch.nn
 """
 from manual_bp import functional, nn
+from manual_bp._checks import value_checks
 from manual_bp.functions import DropoutFunction, LinearFunction, ReLUFunction, SigmoidFunction, TanhFunction
 from manual_bp.losses import (
     BCELossFunction,
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "LinearFunction", "SigmoidFunction", "ReLUFunction", "TanhFunction", "DropoutFunction",
     "MSELossFunction", "BCELossFunction", "BCEWithLogitsLossFunction", "CrossEntropyLossFunction",
-    "functional", "nn",
+    "functional", "nn", "value_checks",
 ]

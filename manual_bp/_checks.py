@@ -3,6 +3,8 @@
 Every error names the argument, what was expected and what was given, so a user never has to read a stack
 trace from deep inside a kernel (or, worse, train on a silent NaN).
 """
+import contextlib
+
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -40,16 +42,38 @@ def check_reduction(reduction):
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+_value_checks = True  # see value_checks()
+
+
+@contextlib.contextmanager
+def value_checks(enabled):
+    """Turn the checks that read tensor values (class indices in range, probabilities in [0, 1]) on or off.
+
+    Shape, dtype and device checks always run. Reading values costs a pass over the tensor and, on CUDA, a
+    host-device synchronisation per call, and it cannot run inside a CUDA-graph capture; like torch.distributions'
+    `validate_args`, switch it off only for data that were validated before (e.g. labels checked when loaded).
+
+        with manual_bp.value_checks(False):
+            loss = MF.cross_entropy(scores, labels)
+    """
+    global _value_checks
+    previous, _value_checks = _value_checks, bool(enabled)
+    try:
+        yield
+    finally:
+        _value_checks = previous
+
+
 def values_are_inspectable(tensor):
     """Whether a data-dependent check may read the values of `tensor` here.
 
-    NOTE: under torch.compile, torch.func transforms and CUDA-graph capture a Python `if` on tensor values would
-    break the graph, fail, or force a host-device sync; there the value checks are skipped (shape and dtype checks
-    still run).
+    NOTE: under torch.compile and torch.func transforms a Python `if` on tensor values would break the graph or
+    fail; there the value checks are skipped (shape and dtype checks still run), as they are under
+    value_checks(False).
     """
-    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+    if not _value_checks or torch.compiler.is_compiling():
         return False
-    return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
+    return not torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def check_in_unit_interval(name, tensor):

@@ -2,13 +2,14 @@
 import pytest
 import torch
 
-from manual_bp import check
+from manual_bp import cases, check
+import manual_bp.functional as MF
 
 
 def test_check_prints_every_op_and_passes_on_cpu(capsys):
     assert check.main(["--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    for case in check.OP_CASES:
+    for case in cases.OP_CASES:
         assert case.name in out
     assert "FAIL" not in out
     assert out.strip().endswith("0 failed")
@@ -16,9 +17,9 @@ def test_check_prints_every_op_and_passes_on_cpu(capsys):
 
 
 def test_check_exits_non_zero_when_an_op_is_wrong(capsys, monkeypatch):
-    broken = check.OpCase("broken_relu", lambda x: check.MF.relu(x) * 1.001, torch.relu, ("input",),
-                          check._unary_inputs, ((4, 3),))
-    monkeypatch.setattr(check, "OP_CASES", [broken])
+    broken = cases.OpCase("broken_relu", lambda x: MF.relu(x) * 1.001, torch.relu, ("input",),
+                          cases._unary_inputs, ((4, 3),))
+    monkeypatch.setattr(cases, "OP_CASES", [broken])
     assert check.main(["--device", "cpu"]) == 1
     assert "FAIL" in capsys.readouterr().out
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from manual_bp.check import OP_CASES, compare
+from manual_bp.cases import OP_CASES, compare
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CASES = [pytest.param(case, id=case.name) for case in OP_CASES]

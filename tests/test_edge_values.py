@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from manual_bp import functional as MF
-from manual_bp.check import compare_fns
+from manual_bp.testing import compare_fns
 
 
 def check(manual, native, *inputs, names=("input", "target")):

@@ -4,7 +4,7 @@ import torch
 from torch.func import jacrev, vmap
 
 from manual_bp import functional as MF
-from manual_bp.check import OP_CASES
+from manual_bp.cases import OP_CASES
 
 CASES = [pytest.param(case, id=case.name) for case in OP_CASES]
 

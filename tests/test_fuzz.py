@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.functional as MF
-from manual_bp.check import OP_CASES, compare_fns
+from manual_bp.cases import OP_CASES
+from manual_bp.testing import compare_fns
 
 UNBOUNDED_INPUT = ("linear", "sigmoid", "tanh", "relu", "dropout", "mse_loss", "binary_cross_entropy_with_logits",
                    "cross_entropy")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from manual_bp.check import OP_CASES, compare
+from manual_bp.cases import OP_CASES, compare
 
 SHAPED_CASES = [pytest.param(case, shape, id=f"{case.name}-{'x'.join(map(str, shape))}")
                 for case in OP_CASES for shape in case.shapes]
@@ -46,7 +46,7 @@ def test_the_helper_can_fail():
             (output,) = ctx.saved_tensors
             return grad_output * output
 
-    from manual_bp.check import OpCase, _unary_inputs
+    from manual_bp.cases import OpCase, _unary_inputs
     wrong = OpCase("wrong_sigmoid", WrongSigmoid.apply, torch.sigmoid, ("input",), _unary_inputs, ((4, 3),))
     result = compare(wrong, (4, 3), torch.float64)
     assert not result.ok

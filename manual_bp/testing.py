@@ -1,0 +1,142 @@
+"""Public helpers to prove a handwritten backward against a reference: use them on any autograd Function.
+
+    from manual_bp.testing import compare_fns, print_table
+    result = compare_fns(MySoftplus.apply, torch.nn.functional.softplus, (x,), ("input",), gradchecks=True)
+    result.raise_if_failed()          # AssertionError naming the tensor that differs
+    print_table([result])             # the report `python -m manual_bp.check` prints
+
+`compare_fns` runs both functions on the same inputs with the same random upstream gradient and compares the
+output and every floating-point input's gradient at the dtype's tolerance; with `gradchecks` it also runs
+torch.autograd.gradcheck and gradgradcheck on float64 copies of the inputs.
+"""
+import dataclasses
+import sys
+
+import torch
+
+# (rtol, atol) per dtype: torch.testing's defaults for float32/float64. NOTE: in half precision torch's fused
+# kernels compute in float32 and round once, while a chain of half-precision ops rounds at each step, so two
+# correct results differ by up to ~2 ulp (bfloat16 eps 7.8e-3, float16 eps 9.8e-4).
+TOLERANCES = {
+    torch.float64: (1e-7, 1e-7),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-2),
+    torch.float16: (2e-3, 1e-3),
+}
+
+
+def make_tensor(shape, dtype, device, generator, low=None, high=None, noncontiguous=False):
+    """A random tensor; uniform in [low, high) if given, else standard normal. Non-contiguous: every 2nd element."""
+    full_shape = (*shape, 2) if noncontiguous else tuple(shape)
+    if low is None:
+        values = torch.randn(full_shape, generator=generator, dtype=torch.float64)
+    else:
+        values = torch.rand(full_shape, generator=generator, dtype=torch.float64) * (high - low) + low
+    values = values.to(device=device, dtype=dtype)
+    return values[..., 0] if noncontiguous else values
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Errors of manual vs native: {"output" | "grad <input name>": (max abs error, max rel error)}."""
+
+    op: str
+    label: str
+    dtype: torch.dtype
+    device: str
+    errors: dict = dataclasses.field(default_factory=dict)
+    failures: list = dataclasses.field(default_factory=list)
+    gradcheck: object = None  # True / False / None (not run)
+    gradgradcheck: object = None
+
+    @property
+    def ok(self):
+        return not self.failures and self.gradcheck is not False and self.gradgradcheck is not False
+
+    def raise_if_failed(self):
+        if not self.ok:
+            raise AssertionError(f"{self.label} ({self.dtype}, {self.device}): " + "; ".join(self.failures))
+
+
+def _errors(actual, expected):
+    diff = (actual.double() - expected.double()).abs()
+    scale = expected.double().abs().max().item() if expected.numel() else 0.0
+    max_abs = diff.max().item() if diff.numel() else 0.0
+    return max_abs, max_abs / scale if scale > 0 else max_abs
+
+
+def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncontiguous=False, seed=0, op=None,
+                gradchecks=False):
+    """Run manual and native on the same inputs with the same random upstream gradient; compare everything.
+
+    Floating-point inputs get requires_grad; each gradient is compared with torch.testing.assert_close at the
+    dtype's tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck
+    and gradgradcheck of `manual` on float64 copies of the inputs.
+    """
+    dtype = next(t.dtype for t in inputs if t.is_floating_point())
+    device = str(inputs[0].device)
+    result = Comparison(op or label, label, dtype, device)
+    rtol, atol = TOLERANCES[dtype]
+    grad_positions = [i for i, t in enumerate(inputs) if t.is_floating_point()]
+    outputs, grads = [], []
+    for fn in (manual, native):
+        # detach() keeps the layout, so non-contiguous inputs stay non-contiguous
+        leaves = [t.detach().requires_grad_() if t.is_floating_point() else t for t in inputs]
+        output = fn(*leaves)
+        generator = torch.Generator().manual_seed(seed)
+        upstream = make_tensor(output.shape, output.dtype, output.device, generator,
+                               noncontiguous=upstream_noncontiguous and output.dim() > 0)
+        grads.append(torch.autograd.grad(output, [leaves[i] for i in grad_positions], upstream))
+        outputs.append(output.detach())
+    checks = [("output", outputs[0], outputs[1])]
+    checks += [(f"grad {input_names[i]}", m, n) for i, m, n in zip(grad_positions, grads[0], grads[1])]
+    for name, actual, expected in checks:
+        result.errors[name] = _errors(actual, expected)
+        try:
+            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_stride=False)
+        except AssertionError as error:
+            result.failures.append(f"{name} differs from native: {str(error).splitlines()[0]}")
+    if gradchecks:
+        run_gradchecks(result, manual, [t.detach().double() if t.is_floating_point() else t for t in inputs])
+    return result
+
+
+def run_gradchecks(result, fn, inputs64):
+    """gradcheck and gradgradcheck of fn on float64 inputs (numerical vs analytical derivatives), into result."""
+    inputs64 = [t.requires_grad_() if t.is_floating_point() else t for t in inputs64]
+    result.gradcheck = torch.autograd.gradcheck(fn, inputs64, raise_exception=False)
+    result.gradgradcheck = torch.autograd.gradgradcheck(fn, inputs64, raise_exception=False)
+    for name, passed in (("gradcheck", result.gradcheck), ("gradgradcheck", result.gradgradcheck)):
+        if not passed:
+            result.failures.append(f"{name} failed")
+    return result
+
+
+def _format(errors):
+    return " ".join(f"{name}={abs_err:.1e}/{rel_err:.1e}" for name, (abs_err, rel_err) in errors.items())
+
+
+def print_table(results, file=None):
+    """One row per Comparison: gradcheck, gradgradcheck, status, largest abs/rel error of every tensor."""
+    file = file or sys.stdout
+
+    def mark(value):
+        return "-" if value is None else ("pass" if value else "FAIL")
+
+    print(f"{'op':<52} {'dtype':<9} {'device':<7} {'gradcheck':<9} {'gradgrad':<9} {'status':<6} "
+          "max abs/rel error: output, each input gradient", file=file)
+    for r in results:
+        print(f"{r.label:<52} {str(r.dtype).replace('torch.', ''):<9} {r.device:<7} {mark(r.gradcheck):<9} "
+              f"{mark(r.gradgradcheck):<9} {'ok' if r.ok else 'FAIL':<6} {_format(r.errors)}", file=file)
+        for failure in r.failures:
+            print(f"    {failure}", file=file)
+
+
+def largest_float32_gradient_errors(results):
+    """{op name: largest relative gradient error over its float32 rows}."""
+    largest = {}
+    for r in results:
+        if r.dtype == torch.float32:
+            grad_errors = [rel for name, (_, rel) in r.errors.items() if name.startswith("grad")]
+            largest[r.op] = max([largest.get(r.op, 0.0), *grad_errors])
+    return largest
