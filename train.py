@@ -12,12 +12,15 @@ Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved conf
 Resume an interrupted run (Ctrl-C, a crash, a kill) with the exact same result as an uninterrupted one:
 
     python train.py --config runs/<name>/version_<n>/config.yaml --ckpt_path runs/<name>/version_<n>/checkpoints/last.ckpt
-Without --config, configs/mnist.yaml is used. Any LightningModule / LightningDataModule can be named in a config
-(`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml) run.
+
+configs/mnist.yaml is read first, then any --config on top. Any LightningModule / LightningDataModule can be named
+in a config (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml)
+run.
 """
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -28,13 +31,20 @@ from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
 from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"
 # NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
 # step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class ManualBPCLI(LightningCLI):
+    """LightningCLI with this project's callbacks. Without a subcommand (run=False) it fits, then tests."""
+
+    def __init__(self, *args, run=True, **kwargs):
+        self.fit_then_test = not run
+        super().__init__(*args, run=run, **kwargs)
+
     def add_arguments_to_parser(self, parser):
         # best-epochNN.ckpt by validation accuracy (for testing) and last.ckpt after each validation ...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -47,12 +57,16 @@ class ManualBPCLI(LightningCLI):
                              "resume_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(RandomState, "random_state")
         parser.add_lightning_class_args(GracefulInterrupt, "graceful_interrupt")
+        parser.set_defaults({"graceful_interrupt.resume_command": RESUME_COMMAND})
         parser.add_lightning_class_args(StopOnNonFinite, "stop_on_non_finite")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
         parser.add_lightning_class_args(GradientStatistics, "grad_stats")
         parser.add_lightning_class_args(TestReport, "test_report")
+        if self.fit_then_test:  # the fit subcommand has its own --ckpt_path (Trainer.fit's argument)
+            parser.add_argument("--ckpt_path", type=Optional[str], default=None,
+                                help="Resume training from this checkpoint (a run's checkpoints/last.ckpt).")
 
     def instantiate_classes(self):
         try:
@@ -60,25 +74,31 @@ class ManualBPCLI(LightningCLI):
         except ValueError as error:  # an impossible value (negative lr, hidden size 0, ...): say which, then stop
             self.parser.error(str(error))
 
+    def fit_and_test(self):
+        """Fit, then (unless interrupted) test the best checkpoint by validation accuracy."""
+        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.get("ckpt_path"))
+        if self.trainer.interrupted or not is_overridden("test_step", self.model):
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        if results and self.trainer.is_global_zero:
+            print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
+
 
 def cli_main(args=None):
-    args = list(sys.argv[1:] if args is None else args)
-    fit_then_test = not args or args[0] not in (*SUBCOMMANDS, "-h", "--help")
-    if fit_then_test:
-        args = ["fit", *args]
-    if args[0] in SUBCOMMANDS and not any(arg == "--config" or arg.startswith("--config=") for arg in args):
-        args[1:1] = ["--config", str(DEFAULT_CONFIG)]
+    """`args` instead of the command line (tests); a first argument fit|validate|test|predict runs that subcommand."""
+    argv = sys.argv[1:] if args is None else args
+    subcommand = bool(argv) and argv[0] in SUBCOMMANDS
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
     try:
         cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                          subclass_mode_data=True, args=args)
+                          subclass_mode_data=True, args=args, run=subcommand,
+                          parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
+        if not subcommand:
+            cli.fit_and_test()
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    if fit_then_test and not cli.trainer.interrupted and is_overridden("test_step", cli.model):
-        best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
-        results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best or None)
-        if results and cli.trainer.is_global_zero:
-            print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
     return cli
 
 

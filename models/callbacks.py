@@ -21,9 +21,6 @@ def tensorboard(trainer):
 class GradientStatistics(pl.Callback):
     """Per-layer gradient L2 norms every `log_every_n_steps`; weight and gradient histograms once per epoch."""
 
-    def wants_step_hooks(self, trainer, pl_module):
-        return trainer.global_step % trainer.log_every_n_steps == 0 or trainer.is_last_batch
-
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step % trainer.log_every_n_steps == 0:
             pl_module.log_dict(grad_norm(pl_module, norm_type=2))
@@ -61,11 +58,8 @@ class NativeGradientCheck(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batch = batch
 
-    def wants_step_hooks(self, trainer, pl_module):
-        return pl_module.hparams.get("backend") == "manual" and trainer.global_step % self.every_n_steps == 0
-
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if not self.wants_step_hooks(trainer, pl_module):
+        if pl_module.hparams.get("backend") != "manual" or trainer.global_step % self.every_n_steps:
             return
         hp = pl_module.hparams
         images, labels = self.batch

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 import manual_bp.functional as MF
 import manual_bp.nn as mnn
-from manual_bp._checks import values_are_inspectable
 
 BACKENDS = {"manual": mnn, "native": torch.nn}
 FUNCTIONALS = {"manual": MF, "native": F}
@@ -48,9 +47,7 @@ def classification_loss(logits, labels, loss, backend="manual"):
 def one_hot(labels, num_classes, dtype):
     """(B,) class indices -> (B, C) one-hot rows of `dtype`.
 
-    NOTE: F.one_hot checks the label range on the host, which a CUDA graph capture forbids; there the rows come
-    from a comparison with 0..C-1 (the checked F.one_hot runs everywhere else).
+    NOTE: a comparison with 0..C-1 rather than F.one_hot, which reads the labels on the host to check their range
+    (a synchronisation per step on CUDA, impossible inside a CUDA graph); the labels are checked once, when loaded.
     """
-    if values_are_inspectable(labels):
-        return F.one_hot(labels, num_classes).to(dtype)
-    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(dtype)
+    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(dtype)  # (B, 1) == (C,) -> (B, C)

@@ -20,11 +20,6 @@ def resume_checkpoint_path(trainer):
     return None
 
 
-def resume_command(trainer, checkpoint):
-    config = Path(trainer.log_dir or ".") / "config.yaml"
-    return f"python train.py --config {config} --ckpt_path {checkpoint}"
-
-
 class RandomState(pl.Callback):
     """Saves torch's global random state (dropout masks, ...) in every checkpoint and restores it on resume, so a
     resumed run draws the same random numbers as an uninterrupted one."""
@@ -43,9 +38,15 @@ class RandomState(pl.Callback):
 
 class GracefulInterrupt(pl.Callback):
     """Ctrl-C (SIGINT) during training: finish the current batch, write the resume checkpoint, print how to resume,
-    then stop as Lightning stops on KeyboardInterrupt. A second Ctrl-C interrupts at once."""
+    then stop as Lightning stops on KeyboardInterrupt. A second Ctrl-C interrupts at once.
 
-    def __init__(self):
+    Args:
+        resume_command: how to resume, printed after saving; "{config}" (the run's config.yaml) and
+            "{checkpoint}" are filled in. The CLI that starts the run says how (train.py sets it).
+    """
+
+    def __init__(self, resume_command: str = "--ckpt_path {checkpoint}"):
+        self.resume_command = resume_command
         self.requested = False
         self.previous_handler = None
 
@@ -82,8 +83,9 @@ class GracefulInterrupt(pl.Callback):
         path = resume_checkpoint_path(trainer) or Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"
         trainer.save_checkpoint(path)
         if trainer.is_global_zero:
-            print(f"saved {path} at step {trainer.global_step}; resume with:\n  {resume_command(trainer, path)}",
-                  file=sys.stderr)
+            config = Path(trainer.log_dir or ".") / "config.yaml"
+            command = self.resume_command.format(config=config, checkpoint=path)
+            print(f"saved {path} at step {trainer.global_step}; resume with:\n  {command}", file=sys.stderr)
         raise KeyboardInterrupt
 
 
@@ -91,24 +93,13 @@ class StopOnNonFinite(pl.Callback):
     """Stops training at the first NaN or infinite gradient or loss, before the optimizer applies it, so every
     checkpoint on disk holds finite weights. The error names the step and the likely cause.
 
-    Steps on the fast path (models/fast_step.py) check themselves: the device skips the update, the module raises.
+    NOTE: runs on every step, replayed (CUDA graph) or eager; on CUDA reading the flag synchronises once a step.
     """
-
-    def wants_step_hooks(self, trainer, pl_module):
-        return False  # the fast step has its own check
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            self._stop(trainer, pl_module, "the gradient")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss):
-            self._stop(trainer, pl_module, f"the loss ({loss.item()})")
-
-    def _stop(self, trainer, pl_module, what):
-        raise non_finite_error(trainer, pl_module, what, trainer.global_step)
+            raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
 
 
 def non_finite_error(trainer, pl_module, what, step):

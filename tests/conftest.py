@@ -1,12 +1,16 @@
-"""Shared fixtures: the offline MNIST copy beside the project, and small slices of it written as IDX files."""
+"""Shared fixtures and helpers: the offline MNIST copy and small slices of it as IDX files, a quiet Trainer, one
+`fit` of the MNIST module, and the train.py arguments of a small real run."""
 import gzip
 import os
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
-from models.data import IDX_FILES, IDX_MAGIC, read_idx
+from models.classifier import MNISTClassifier
+from models.data import MNISTDataModule
+from models.idx import IDX_FILES, IDX_MAGIC, read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
@@ -40,6 +44,30 @@ def make_slice(folder, mnist_dir, train_count, test_count, compress=True):
 def mnist_slice(tmp_path_factory, mnist_dir):
     """3,000 training and 1,000 test digits of the real MNIST, flat and gzipped (use val_size=500)."""
     return make_slice(tmp_path_factory.mktemp("mnist_slice"), mnist_dir, 3000, 1000)
+
+
+def quiet_trainer(**kwargs):
+    """A Trainer on the CPU that writes and prints nothing (no logger, checkpoints, progress bar or summary)."""
+    quiet = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+             "enable_progress_bar": False, "enable_model_summary": False}
+    return pl.Trainer(**{**quiet, **kwargs})
+
+
+def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, **trainer_kwargs):
+    """Seed 7, MNISTClassifier(**model_kwargs) on the slice in data_dir (500 held out), fitted by a quiet Trainer."""
+    pl.seed_everything(7, verbose=False)
+    model = MNISTClassifier(**dict(model_kwargs))
+    data = MNISTDataModule(str(data_dir), download=False, val_size=500, batch_size=batch_size)
+    trainer = quiet_trainer(callbacks=list(callbacks), **trainer_kwargs)
+    trainer.fit(model, data)
+    return trainer, model, data
+
+
+def cli_args(data_dir, save_dir, *extra, name="mnist"):
+    """train.py arguments of a small real run on the slice in data_dir, writing runs under save_dir/name."""
+    return ["--data.data_dir", str(data_dir), "--data.val_size", "500", "--data.download", "false",
+            "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.logger.init_args.name", name, *extra]
 
 
 @pytest.fixture(autouse=True)

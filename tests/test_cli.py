@@ -1,9 +1,16 @@
 """train.py: the default config, overrides, errors before training, and a short run read back from TensorBoard."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import cli_args
 from train import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(args, capsys):
@@ -32,6 +39,17 @@ def test_dotted_overrides_and_another_config(capsys):
     model = config["model"]["init_args"]
     assert model["backend"] == "native" and config["trainer"]["max_epochs"] == 3
     assert model["activation"] == "sigmoid" and model["loss"] == "mse"
+    assert config["data"]["init_args"]["max_shift"] == 0  # a --config overrides configs/mnist.yaml, read first
+
+
+@pytest.mark.parametrize("subcommand", [[], ["fit"]], ids=["fit-then-test", "fit"])
+def test_train_py_reads_the_default_config_through_the_cli_without_warnings(subcommand):
+    done = subprocess.run([sys.executable, "train.py", *subcommand, "--print_config"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr  # e.g. LightningCLI's "args parameter is intended ..."
+    config = yaml.safe_load(done.stdout)
+    assert config["model"]["init_args"]["hidden_sizes"] == [800] and config["trainer"]["max_epochs"] == 12
 
 
 @pytest.mark.parametrize("args,message", [
@@ -50,12 +68,8 @@ def test_invalid_config_fails_before_training_with_a_clear_message(args, message
 
 
 def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
-    cli = cli_main([
-        "--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
-        "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "5",
-        "--trainer.logger.init_args.save_dir", str(tmp_path), "--grad_check.every_n_steps", "10",
-        "--trainer.enable_progress_bar", "false",
-    ])
+    cli = cli_main(cli_args(mnist_slice, tmp_path, "--trainer.log_every_n_steps", "5",
+                            "--grad_check.every_n_steps", "10"))
     run_dir = cli.trainer.logger.log_dir
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload()
     scalars = events.Tags()["scalars"]

@@ -6,8 +6,9 @@ import urllib.error
 import pytest
 import torch
 
-from models.data import IDX_FILES, DataFileError, MNISTDataModule, TensorBatches, random_shift
-from tests.conftest import make_slice
+from models.data import MNISTDataModule, TensorBatches, random_shift
+from models.idx import IDX_FILES, DataFileError, read_idx
+from tests.conftest import fit, make_slice, write_idx
 
 
 def loaded(folder, **kwargs):
@@ -130,11 +131,10 @@ def test_bad_data_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize("max_shift", [0, 1])
-def test_restored_state_resumes_with_the_next_batch_of_the_same_epoch(max_shift):
+def test_a_resumed_loader_continues_with_the_next_batch_of_the_same_epoch(max_shift):
     images, labels = torch.rand(50, 4, 4), torch.arange(50)
     full = list(TensorBatches(images, labels, 8, True, 3, lambda: 2, max_shift=max_shift))
-    resumed = TensorBatches(images, labels, 8, True, 3, lambda: 2, max_shift=max_shift)
-    resumed.load_state_dict({"epoch": 2, "batches_done": 4})
+    resumed = TensorBatches(images, labels, 8, True, 3, lambda: 2, max_shift=max_shift, resume_at=(2, 4))
     rest = list(resumed)
     assert len(rest) == len(full) - 4
     for (x, y), (x_full, y_full) in zip(rest, full[4:]):
@@ -142,8 +142,26 @@ def test_restored_state_resumes_with_the_next_batch_of_the_same_epoch(max_shift)
     assert len(list(resumed)) == len(full)  # only the resumed epoch is shortened
 
 
-def test_state_from_another_epoch_is_ignored():
+def test_a_position_from_another_epoch_is_ignored():
     labels = torch.arange(20)
-    batches = TensorBatches(labels, labels, 5, True, 0, lambda: 1)
-    batches.load_state_dict({"epoch": 0, "batches_done": 4})  # saved at the end of epoch 0
+    batches = TensorBatches(labels, labels, 5, True, 0, lambda: 1, resume_at=(0, 4))  # saved at the end of epoch 0
     assert len(list(batches)) == 4
+
+
+def test_the_datamodule_counts_trained_batches_and_hands_a_restored_position_to_its_loader(mnist_slice):
+    trainer, _, data = fit(mnist_slice, {"hidden_sizes": (16,)}, max_steps=45, limit_val_batches=0)
+    # 2,500 digits in batches of 64: 40 a epoch, so 45 steps end after batch 5 of epoch 1 (not the prefetched 6th)
+    assert data.state_dict() == {"epoch": 1, "batches_done": 5}
+    restored = loaded(mnist_slice, batch_size=64)
+    restored.load_state_dict(data.state_dict())
+    assert restored.train_dataloader().resume_at == (1, 5)
+    assert restored.train_dataloader().resume_at is None  # handed to one loader only
+
+
+def test_a_label_outside_0_9_is_refused_when_the_files_are_read(tmp_path, mnist_slice):
+    folder = make_slice(tmp_path / "bad_label", mnist_slice, 3000, 1000)
+    labels = read_idx(folder / f"{IDX_FILES['train_labels']}.gz", 1).clone()
+    labels[17] = 12
+    write_idx(folder / f"{IDX_FILES['train_labels']}.gz", labels)
+    with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte.gz: label 12 at index 17 is not a class 0-9"):
+        loaded(folder)

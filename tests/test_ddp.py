@@ -5,16 +5,16 @@ from pathlib import Path
 
 import torch
 
+from tests.conftest import cli_args
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(tmp_path, name, mnist_slice, batch_size, *extra):
-    args = [sys.executable, "train.py", "fit", "--data.data_dir", str(mnist_slice), "--data.val_size", "500",
-            "--data.download", "false", "--data.train_subset", "512", "--data.batch_size", str(batch_size),
-            "--model.hidden_sizes", "[32]", "--model.optimizer", "sgd", "--model.lr", "0.1",
-            "--model.lr_schedule", "none", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path),
-            "--trainer.logger.init_args.name", name, *extra]
+    args = [sys.executable, "train.py", "fit", *cli_args(
+        mnist_slice, tmp_path, "--data.train_subset", "512", "--data.batch_size", str(batch_size),
+        "--model.optimizer", "sgd", "--model.lr", "0.1", "--model.lr_schedule", "none",
+        "--trainer.accelerator", "cpu", *extra, name=name)]
     completed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     checkpoint = torch.load(tmp_path / name / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)

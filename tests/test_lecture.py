@@ -6,6 +6,7 @@ import torch
 import manual_bp.functional as MF
 import manual_bp.nn as mnn
 from lecture import circle, graph, notation, two_layer_net, xor
+from tests.conftest import quiet_trainer
 
 # 1. XOR from hand-set weights
 
@@ -28,8 +29,7 @@ def test_hand_set_hidden_units_are_or_and_nand():
 def test_xor_is_learned_from_random_weights(tmp_path):
     pl.seed_everything(42, verbose=False)
     model = xor.XORModel()
-    trainer = pl.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = quiet_trainer(max_epochs=10)
     trainer.fit(model, xor.XORDataModule())
     output = model(xor.INPUTS)
     assert ((output > 0.5).float() == xor.TARGETS).all(), output
@@ -88,8 +88,7 @@ def test_circle_function_derivatives_are_the_lecture_formulas():
 def test_gradient_descent_recovers_the_centre_and_radius():
     pl.seed_everything(42, verbose=False)
     model, data = circle.CircleModel(), circle.CircleDataModule()
-    trainer = pl.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = quiet_trainer(max_epochs=30)
     trainer.fit(model, data)
     radius, centre = model.w[0].abs().item(), model.w[1:].tolist()
     # tolerance 0.05: with a fixed sigmoid slope and no noise the optimum sits a few hundredths off the true circle

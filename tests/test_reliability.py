@@ -10,6 +10,7 @@ import fsspec.implementations.local
 import pytest
 import torch
 
+from tests.conftest import cli_args
 from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,12 +20,9 @@ EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a st
 
 def run_args(mnist_slice, save_dir, name):
     """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too."""
-    return ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
-            "--data.batch_size", "64", "--data.max_shift", "1", "--model.hidden_sizes", "[64]",
-            "--model.dropout", "0.2", "--trainer.max_epochs", str(EPOCHS),
-            "--resume_checkpoint.every_n_train_steps", "7",
-            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir),
-            "--trainer.logger.init_args.name", name]
+    return cli_args(mnist_slice, save_dir, "--data.batch_size", "64", "--data.max_shift", "1",
+                    "--model.hidden_sizes", "[64]", "--model.dropout", "0.2", "--trainer.max_epochs", str(EPOCHS),
+                    "--resume_checkpoint.every_n_train_steps", "7", name=name)
 
 
 def checkpoint_step(path):
@@ -83,9 +81,7 @@ def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path,
 
 
 def quick_args(mnist_slice, save_dir, *extra):
-    return ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.download", "false",
-            "--data.train_subset", "640", "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2",
-            "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(save_dir), *extra]
+    return cli_args(mnist_slice, save_dir, "--data.train_subset", "640", *extra)
 
 
 def test_same_config_and_seed_give_identical_metrics_and_weights_and_never_overwrite(mnist_slice, tmp_path):

@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.classifier import MNISTClassifier
-from models.data import MNISTDataModule
+from tests.conftest import fit
 
 
 class StepLosses(pl.Callback):
@@ -12,30 +12,24 @@ class StepLosses(pl.Callback):
         self.losses = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append((outputs.get("loss", pl_module.fast_step and pl_module.fast_step.loss)).item())
+        self.losses.append(outputs["loss"].item())
 
 
-def fit(data_dir, model_kwargs=(), max_steps=-1, max_epochs=1, **trainer_kwargs):
-    pl.seed_everything(7, verbose=False)
-    model = MNISTClassifier(**dict(model_kwargs))
-    data = MNISTDataModule(str(data_dir), download=False, val_size=500, batch_size=64)
+def fit_losses(data_dir, model_kwargs, **trainer_kwargs):
     losses = StepLosses()
-    trainer = pl.Trainer(accelerator="cpu", max_steps=max_steps, max_epochs=max_epochs, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         deterministic=True, callbacks=[losses], **trainer_kwargs)
-    trainer.fit(model, data)
+    trainer, model, data = fit(data_dir, model_kwargs, [losses], deterministic=True, **trainer_kwargs)
     return trainer, model, data, losses.losses
 
 
 @pytest.mark.parametrize("backend", ["manual", "native"])
 def test_fast_dev_run(mnist_slice, backend):
-    trainer, *_, losses = fit(mnist_slice, {"backend": backend}, fast_dev_run=2)
+    trainer, *_, losses = fit_losses(mnist_slice, {"backend": backend}, fast_dev_run=2)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
 @pytest.mark.parametrize("backend", ["manual", "native"])
 def test_short_real_fit_learns_digits(mnist_slice, backend):
-    trainer, model, data, losses = fit(mnist_slice, {"backend": backend, "hidden_sizes": (128,)}, max_epochs=2)
+    trainer, model, data, losses = fit_losses(mnist_slice, {"backend": backend, "hidden_sizes": (128,)}, max_epochs=2)
     (result,) = trainer.test(model, data, verbose=False)
     assert losses[-1] < losses[0] / 4
     assert result["test/acc"] > 0.85  # 2 epochs on 2,500 digits; chance is 0.10
@@ -47,8 +41,8 @@ def test_short_real_fit_learns_digits(mnist_slice, backend):
 def test_manual_and_native_twins_have_the_same_losses_for_the_first_steps(mnist_slice, activation, loss, optimizer):
     common = {"hidden_sizes": (64, 32), "activation": activation, "loss": loss, "optimizer": optimizer, "lr": 0.05
               if optimizer == "sgd" else 1e-3}
-    *_, manual = fit(mnist_slice, {**common, "backend": "manual"}, max_steps=30)
-    *_, native = fit(mnist_slice, {**common, "backend": "native"}, max_steps=30)
+    *_, manual = fit_losses(mnist_slice, {**common, "backend": "manual"}, max_steps=30)
+    *_, native = fit_losses(mnist_slice, {**common, "backend": "native"}, max_steps=30)
     # float32 and different summation orders in a few kernels: equal to 1e-5 relative after 30 optimizer steps
     torch.testing.assert_close(torch.tensor(manual), torch.tensor(native), rtol=1e-5, atol=1e-6)
 

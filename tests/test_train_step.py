@@ -1,0 +1,137 @@
+"""The training step (models/train_step.py) inside Lightning: eager on the CPU, a CUDA-graph replay on CUDA with the
+same numbers as eager, every optimizer-step hook on every step, and non-finite steps stopped before the update."""
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from models.callbacks import GradientStatistics, NativeGradientCheck
+from models.mlp import build_mlp, classification_loss
+from models.reliability import NonFiniteLossError, StopOnNonFinite
+from models.train_step import TrainStep, can_capture
+from tests.conftest import fit
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+def batches(device, count, batch=32, last=None):
+    generator = torch.Generator().manual_seed(1)
+    sizes = [batch] * count + ([last] if last else [])
+    return [(torch.randn(size, 784, generator=generator).to(device),
+             torch.randint(10, (size,), generator=generator).to(device)) for size in sizes]
+
+
+def plain_training(device, data, capture, dropout=0.0):
+    """Forward + backward by TrainStep, then a fused Adam step: the MNIST module's step without Lightning."""
+    torch.manual_seed(0)
+    net = build_mlp(784, (64,), 10, "relu", "manual", dropout).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+
+    def scores_and_loss(images, labels):
+        scores = net(images)
+        return scores, classification_loss(scores, labels, "cross_entropy", "manual")
+
+    step = TrainStep(scores_and_loss, lambda loss: loss.backward(), net.parameters(), capture)
+    losses = []
+    for images, labels in data:
+        _, loss = step(images, labels)
+        optimizer.step()
+        losses.append(loss)
+    return net, torch.stack(losses), step
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_step_computes_what_a_plain_loop_computes(device):
+    data = batches(device, 10, last=7)  # a smaller last batch runs eagerly, even in a captured run
+    net, losses, step = plain_training(device, data, capture=device == "cuda")
+    assert (step.graph is not None) == (device == "cuda")
+    torch.manual_seed(0)
+    twin = build_mlp(784, (64,), 10, "relu", "manual").to(device)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
+    twin_losses = []
+    for images, labels in data:
+        optimizer.zero_grad()
+        loss = classification_loss(twin(images), labels, "cross_entropy", "manual")
+        loss.backward()
+        optimizer.step()
+        twin_losses.append(loss.detach())
+    tolerance = {"rtol": 0, "atol": 0} if device == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(losses, torch.stack(twin_losses), **tolerance)
+    torch.testing.assert_close(net.state_dict(), twin.state_dict(), **tolerance)
+
+
+@CUDA
+def test_replays_equal_eager_steps_and_do_not_synchronise():
+    data = batches("cuda", 8)
+    eager, eager_losses, _ = plain_training("cuda", data, capture=False)
+    graph, graph_losses, step = plain_training("cuda", data[:3], capture=True)
+    assert step.graph is not None
+    torch.testing.assert_close(graph_losses, eager_losses[:3], rtol=1e-5, atol=1e-6)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for images, labels in data[3:]:
+            step(images, labels)  # the forward and backward only: nothing in it may wait for the GPU
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@CUDA
+def test_dropout_draws_new_masks_in_every_replay():
+    data = batches("cuda", 4)
+    data = [data[0]] * 4  # the same batch: only the dropout masks differ between steps
+    _, losses, step = plain_training("cuda", data, capture=True, dropout=0.5)
+    assert step.graph is not None and len(set(losses.tolist())) == 4
+
+
+def test_only_one_cuda_process_in_32_bit_precision_is_captured():
+    assert can_capture("cuda", 1, "32-true")
+    assert not can_capture("cpu", 1, "32-true")
+    assert not can_capture("cuda", 2, "32-true")  # DDP all-reduces inside the backward
+    assert not can_capture("cuda", 1, "bf16-mixed")
+
+
+class CountsOptimizerSteps(pl.Callback):
+    def __init__(self):
+        self.calls = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.calls += 1
+
+
+def monitored_fit(data_dir, accelerator, cuda_graph, **model_kwargs):
+    monitors = [GradientStatistics(), NativeGradientCheck(every_n_steps=20), StopOnNonFinite(), CountsOptimizerSteps()]
+    trainer, model, _ = fit(data_dir, {"hidden_sizes": (128,), "lr_schedule": "onecycle", "cuda_graph": cuda_graph,
+                                       **model_kwargs}, monitors, accelerator=accelerator, max_steps=45,
+                            limit_val_batches=0, log_every_n_steps=10)
+    return trainer, model, monitors[-1].calls
+
+
+@pytest.mark.parametrize("accelerator", DEVICES)
+def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_every_step(mnist_slice, accelerator):
+    # 2,500 digits in batches of 64: 40 batches, the last of 4 digits; 45 steps cross an epoch boundary
+    graph_trainer, graph, graph_hooks = monitored_fit(mnist_slice, accelerator, cuda_graph=True)
+    eager_trainer, eager, eager_hooks = monitored_fit(mnist_slice, accelerator, cuda_graph=False)
+    assert (graph.train_step.graph is not None) == (accelerator == "cuda")
+    assert graph_trainer.global_step == eager_trainer.global_step == graph_hooks == eager_hooks == 45
+    tolerance = {"rtol": 0, "atol": 0} if accelerator == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(graph.net.state_dict(), eager.net.state_dict(), **tolerance)
+    for key in ("train/acc", "train/loss_epoch", "grad_check/max_rel_diff", "grad_2.0_norm/net.0.weight"):
+        torch.testing.assert_close(graph_trainer.callback_metrics[key], eager_trainer.callback_metrics[key],
+                                   **tolerance)
+
+
+@pytest.mark.parametrize("accelerator", DEVICES)
+def test_training_stops_at_a_non_finite_step_with_finite_weights(mnist_slice, accelerator):
+    with pytest.raises(NonFiniteLossError, match=r"the gradient became NaN or infinite at step (\d+)"):
+        fit(mnist_slice, {"hidden_sizes": (128,), "optimizer": "sgd", "lr": 1e6}, [StopOnNonFinite()],
+            accelerator=accelerator, max_steps=40, limit_val_batches=0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+@pytest.mark.parametrize("accelerator", DEVICES)
+def test_every_loss_and_dropout_train_in_the_step(mnist_slice, accelerator, loss):
+    trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (128,), "loss": loss, "activation": "sigmoid",
+                                          "optimizer": "sgd", "lr": 0.5, "dropout": 0.2},
+                            accelerator=accelerator, max_steps=12, limit_val_batches=0)
+    assert (model.train_step.graph is not None) == (accelerator == "cuda") and trainer.global_step == 12
+    assert 0 < float(trainer.callback_metrics["train/loss_epoch"]) < 1
