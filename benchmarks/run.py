@@ -5,7 +5,8 @@
 
 1. per op: forward + backward time, manual / native (torch.utils.benchmark; median of alternating rounds)
 2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native;
-   and the fast step of models/fast_step.py alone (on CUDA: one CUDA-graph replay)
+   and the step as train.py runs it, without Lightning: models/train_step.py (on CUDA: forward + backward as one
+   CUDA-graph replay) and fused Adam
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
    step eager and without the step-wise last.ckpt), (b) a plain loop with native layers over in-memory tensors
    (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
@@ -30,8 +31,9 @@ from torch.utils.benchmark import Timer
 
 import manual_bp.functional as MF
 from benchmarks.timing import EpochTimer, synchronize
-from models.data import IDX_FILES, MNISTDataModule
-from models.fast_step import FastTrainStep
+from models.data import MNISTDataModule
+from models.idx import IDX_FILES
+from models.train_step import TrainStep
 from models.mlp import build_mlp, classification_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,13 +135,20 @@ def training_step_fn(backend, device):
 
 
 def fast_step_fn(device):
-    """The same step as models/fast_step.py runs it: static buffers, fused Adam; on CUDA one graph replay."""
-    net, optimizer, x, y = step_parts("manual", device, fused=True, capturable=device.type == "cuda")
-    step = FastTrainStep(net, lambda s, t: classification_loss(s, t, "cross_entropy", "manual"), optimizer,
-                         torch.zeros(3, device=device), x, y, use_graph=device.type == "cuda")
+    """The step as MNISTClassifier runs it: TrainStep (on CUDA one graph replay), then fused Adam."""
+    net, optimizer, x, y = step_parts("manual", device, fused=True)
+
+    def scores_and_loss(images, labels):
+        scores = net(images)
+        return scores, classification_loss(scores, labels, "cross_entropy", "manual")
+    train_step = TrainStep(scores_and_loss, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
+
+    def step():
+        train_step(x, y)
+        optimizer.step()
     for _ in range(3):  # warm-up and capture
-        step(x, y, 0)
-    return lambda: step(x, y, 0)
+        step()
+    return step
 
 
 def bench_training_step(device, repeats, min_run_time):
@@ -182,14 +191,14 @@ def plain_native_epoch(data_dir, device, batch_limit, fused=None):
     return (time.perf_counter() - start_time) * len(range(0, len(labels), BATCH)) / len(starts)
 
 
-def train_py_epoch(data_dir, save_dir, batch_limit, device, step_mode="auto", extra=()):
+def train_py_epoch(data_dir, save_dir, batch_limit, device, cuda_graph=True, extra=()):
     """(a): the train.py path itself (LightningCLI, default config), training epochs only, timed by a callback."""
     from train import cli_main
 
     EpochTimer.seconds.clear()
     limit = ["--trainer.limit_train_batches", str(batch_limit)] if batch_limit < 10**9 else []
     cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
-              "--trainer.accelerator", device.type, "--model.step_mode", step_mode,
+              "--trainer.accelerator", device.type, "--model.cuda_graph", str(cuda_graph).lower(),
               "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
               "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
               "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.callbacks+=benchmarks.timing.EpochTimer",
@@ -250,7 +259,7 @@ def main(argv=None):
                "training_step": bench_training_step(device, repeats, min_run_time)}
     with tempfile.TemporaryDirectory() as tmp:
         a = train_py_epoch(args.data_dir, Path(tmp) / "a", batch_limit, device)
-        a_eager = train_py_epoch(args.data_dir, Path(tmp) / "a_eager", batch_limit, device, step_mode="eager")
+        a_eager = train_py_epoch(args.data_dir, Path(tmp) / "a_eager", batch_limit, device, cuda_graph=False)
         a_no_ckpt = train_py_epoch(args.data_dir, Path(tmp) / "a_no_ckpt", batch_limit, device,
                                    extra=["--resume_checkpoint.every_n_train_steps", "0"])
         b = plain_native_epoch(args.data_dir, device, batch_limit)
@@ -287,8 +296,9 @@ def print_table(results):
               f"{memory['manual_bytes']:>15,} {memory['native_bytes']:>15,}")
     step = results["training_step"]
     print(f"\ntraining step 784-800-10, Adam, batch 128: manual {step['manual_ms']:.2f} ms, native "
-          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}; fast step (models/fast_step.py"
-          f"{', one CUDA graph replay' if 'cuda_step_peak_bytes_manual' in step else ''}) {step['fast_step_ms']:.3f} ms")
+          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}; train.py's step without Lightning "
+          f"(models/train_step.py{', one CUDA graph replay' if 'cuda_step_peak_bytes_manual' in step else ''}, "
+          f"fused Adam) {step['fast_step_ms']:.3f} ms")
     print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
           f"matmul 128x784x800 {step['matmul_gflops_128x784x800']:.1f} GFLOP/s, 2048^3 "
           f"{step['matmul_gflops_2048']:.1f} GFLOP/s")
@@ -296,7 +306,7 @@ def print_table(results):
         print(f"CUDA memory a step allocates above weights, optimizer state and batch (peak): manual "
               f"{step['cuda_step_peak_bytes_manual']:,} B, native {step['cuda_step_peak_bytes_native']:,} B")
     p = results["pipelines"]
-    print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.3f} s (with every step eager: "
+    print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.3f} s (cuda_graph false: "
           f"{p['a_train_py_eager_steps_s']:.3f} s; without last.ckpt every 100 steps: "
           f"{p['a_train_py_no_step_checkpoints_s']:.3f} s), (b) plain native loop {p['b_plain_native_loop_s']:.3f} s "
           f"(fused Adam: {p['b_plain_native_loop_fused_adam_s']:.3f} s), (c) common recipe "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, in under 5 minutes on one H100/H200: the CUDA tests (ops and the CUDA-graph training
-# step), the manual-vs-native table on CUDA, the benchmarks, and a full default run of train.py on CUDA. Prints what
+# step), the manual-vs-native table on CUDA, the benchmarks, and a full default run of train.py on CUDA; then where
+# a train.py step's time goes (benchmarks.profile_train). Prints what
 # the README's GPU figures need; full logs go to $OUT (default /tmp/gpu_check).
 #   bash scripts/gpu_check.sh [MNIST_DIR]
 # Needs the project's dependencies installed (pip install -e ".[test]"). MNIST_DIR defaults to
@@ -20,7 +21,7 @@ $PYTHON -c "import torch, pytorch_lightning as pl; assert torch.cuda.is_availabl
 print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.__version__, 'cpus', __import__('os').cpu_count())"
 
 stage "CUDA tests"
-timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fast_step.py 2>&1 \
+timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_train_step.py 2>&1 \
     | tee "$OUT/tests.log" | tail -n 25
 
 stage "manual vs native on CUDA (largest errors per op)"
@@ -36,4 +37,8 @@ timeout 150 $PYTHON train.py --data.data_dir "$MNIST_DIR" --data.download false 
     --trainer.logger.init_args.save_dir "$OUT/runs" --trainer.callbacks+=benchmarks.timing.EpochTimer \
     --trainer.callbacks.init_args.report true > "$OUT/train.log" 2>&1
 echo "exit $?, ${SECONDS} s wall (start-up, 12 epochs with validation, test)"
-grep -E "test accuracy|fast path|epoch seconds|rror" "$OUT/train.log" | tail -n 8
+grep -E "test accuracy|CUDA graph|epoch seconds|rror" "$OUT/train.log" | tail -n 8
+
+stage "where a train.py step's time goes on CUDA"
+timeout 60 $PYTHON -m benchmarks.profile_train --data_dir "$MNIST_DIR" --device cuda --top 0 > "$OUT/profile.log" 2>&1
+grep -A 12 "per training step" "$OUT/profile.log"

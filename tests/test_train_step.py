@@ -21,11 +21,11 @@ def batches(device, count, batch=32, last=None):
              torch.randint(10, (size,), generator=generator).to(device)) for size in sizes]
 
 
-def plain_training(device, data, capture, dropout=0.0):
+def plain_training(device, data, capture, dropout=0.0, lr=1e-2):
     """Forward + backward by TrainStep, then a fused Adam step: the MNIST module's step without Lightning."""
     torch.manual_seed(0)
     net = build_mlp(784, (64,), 10, "relu", "manual", dropout).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
 
     def scores_and_loss(images, labels):
         scores = net(images)
@@ -78,8 +78,8 @@ def test_replays_equal_eager_steps_and_do_not_synchronise():
 @CUDA
 def test_dropout_draws_new_masks_in_every_replay():
     data = batches("cuda", 4)
-    data = [data[0]] * 4  # the same batch: only the dropout masks differ between steps
-    _, losses, step = plain_training("cuda", data, capture=True, dropout=0.5)
+    data = [data[0]] * 4  # the same batch and (lr 0) the same weights: only the dropout masks differ between steps
+    _, losses, step = plain_training("cuda", data, capture=True, dropout=0.5, lr=0.0)
     assert step.graph is not None and len(set(losses.tolist())) == 4
 
 
