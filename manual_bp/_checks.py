@@ -49,8 +49,8 @@ _value_checks = True  # see value_checks()
 def value_checks(enabled):
     """Turn the checks that read tensor values (class indices in range, probabilities in [0, 1]) on or off.
 
-    Shape, dtype and device checks always run. Reading values costs a pass over the tensor and, on CUDA, a
-    host-device synchronisation per call, and it cannot run inside a CUDA-graph capture; like torch.distributions'
+    Shape, dtype and device checks always run. Reading values costs a pass over the tensor and, on a GPU, a
+    host-device synchronisation per call (which code recorded for replay cannot contain); like torch.distributions'
     `validate_args`, switch it off only for data that were validated before (e.g. labels checked when loaded).
 
         with manual_bp.value_checks(False):
