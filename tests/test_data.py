@@ -27,6 +27,13 @@ def test_real_mnist_flat_gz_folder_gives_the_55000_5000_10000_split(mnist_dir):
     assert abs(splits["train"][0].mean().item()) < 0.01  # normalised with MNIST's mean and std
 
 
+def test_the_shipped_slice_is_the_start_of_the_real_files(mnist_dir, mnist_slice):
+    for key, name in IDX_FILES.items():
+        dims = 3 if key.endswith("images") else 1
+        part, full = read_idx(mnist_slice / f"{name}.gz", dims), read_idx(mnist_dir / f"{name}.gz", dims)
+        assert torch.equal(part, full[: len(part)]), name
+
+
 def test_the_split_is_seeded_and_disjoint(mnist_slice):
     first, again, other = (loaded(mnist_slice, split_seed=s).splits for s in (1, 1, 2))
     assert torch.equal(first["val"][1], again["val"][1])
