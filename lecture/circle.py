@@ -97,6 +97,14 @@ class CircleModel(BinaryClassifier):
         if writer is not None and data is not None and not self.trainer.sanity_checking:
             writer.add_figure("circle/boundary", boundary_figure(self.w.detach().cpu(), data), self.current_epoch)
 
+    def on_fit_end(self):
+        """What gradient descent found, beside the circle the data were drawn from."""
+        data = self.trainer.datamodule
+        if self.trainer.is_global_zero and data is not None:
+            (c1, c2), radius = data.hparams.centre, data.hparams.radius
+            print(f"circle learned: centre ({self.w[1]:.3f}, {self.w[2]:.3f}), radius {self.w[0].abs():.3f}; "
+                  f"the data's circle: centre ({c1:.3f}, {c2:.3f}), radius {radius:.3f}")
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)  # w <- w - lr * dE/dw, nothing more
 

@@ -69,6 +69,18 @@ class XORModel(BinaryClassifier):
         if writer is not None and not self.trainer.sanity_checking:
             writer.add_figure("xor/decision_regions", decision_regions(self.net), self.current_epoch)
 
+    @torch.no_grad()
+    def on_fit_end(self):
+        """The learned network's truth table against XOR's."""
+        if not self.trainer.is_global_zero:
+            return
+        outputs = self(INPUTS.to(self.device)).cpu().flatten().tolist()
+        print("XOR learned: x1 x2 -> output (XOR)")
+        for (x1, x2), output, target in zip(INPUTS.int().tolist(), outputs, TARGETS.int().flatten().tolist()):
+            print(f"  {x1}  {x2} -> {output:.3f} ({target})")
+        right = sum((output > 0.5) == bool(target) for output, target in zip(outputs, TARGETS.flatten().tolist()))
+        print(f"{right} of 4 rows right (output > 0.5 exactly where XOR is 1)")
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum)
 

@@ -1,4 +1,6 @@
 """The lecture's worked examples reproduce the lecture's numbers (README: "From the lecture to the code")."""
+import re
+
 import pytorch_lightning as pl
 import pytest
 import torch
@@ -7,6 +9,7 @@ import manual_bp.functional as MF
 import manual_bp.nn as mnn
 from lecture import circle, graph, notation, two_layer_net, xor
 from tests.conftest import quiet_trainer
+from train import cli_main
 
 # 1. XOR from hand-set weights
 
@@ -160,3 +163,35 @@ def test_lecture_config_runs_through_train_py_with_a_picture(config, image_tag, 
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0}).Reload()
     assert len(events.Images(image_tag)) == epochs
     assert "val/acc" in events.Tags()["scalars"]
+
+
+# Each lecture run ends by saying what it found against what the lecture says
+
+
+def test_the_circle_run_starts_wrong_and_ends_saying_it_found_the_circle(tmp_path, capsys):
+    cli_main(["--config", "configs/circle.yaml", "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false"])
+    out = capsys.readouterr().out
+    found = re.search(r"circle learned: centre \((\S+), (\S+)\), radius (\S+); the data's circle: centre "
+                      r"\(1.000, -0.500\), radius 2.000", out)
+    assert found, out
+    centre, radius = (float(found.group(1)), float(found.group(2))), float(found.group(3))
+    assert abs(centre[0] - 1) < 0.05 and abs(centre[1] + 0.5) < 0.05 and abs(radius - 2) < 0.05
+
+
+def test_the_xor_run_ends_with_its_truth_table(tmp_path, capsys):
+    cli_main(["--config", "configs/xor.yaml", "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.enable_progress_bar", "false"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^  (\d)  (\d) -> ([\d.]+) \((\d)\)$", out, re.MULTILINE)
+    assert [(x1, x2, target) for x1, x2, _, target in rows] == [("0", "0", "0"), ("0", "1", "1"), ("1", "0", "1"),
+                                                                  ("1", "1", "0")], out
+    assert all((float(output) > 0.5) == (target == "1") for *_, output, target in rows)
+    assert "4 of 4 rows right" in out
+
+
+def test_the_two_layer_net_ends_with_its_verdict(capsys):
+    two_layer_net.main()
+    verdict = re.search(r"manual = native to (\S+) \(relative, first 100 steps\) and (\S+) \(all 500 steps",
+                        capsys.readouterr().out)
+    assert verdict and float(verdict.group(1)) < 1e-4 and float(verdict.group(2)) < 2e-2
