@@ -84,3 +84,13 @@ def check_in_unit_interval(name, tensor):
         first = tensor.detach()[outside][0].item()
         count = int(outside.sum())
         raise ValueError(f"{name} must have every element in [0, 1], got {count} outside, e.g. {first}")
+
+
+def is_vmapped(tensor):
+    """Whether `tensor` carries a torch.func.vmap batch dimension at any level (under grad, jacrev, ... too)."""
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(tensor):
+        if functorch.is_batchedtensor(tensor):
+            return True
+        tensor = functorch.get_unwrapped(tensor)
+    return False
