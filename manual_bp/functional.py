@@ -180,8 +180,8 @@ def _update_running_stats(input, running_mean, running_var, momentum, count):
             "running_var=None (BatchNorm1d(track_running_stats=False), or torch.func.replace_all_batch_norm_modules_"
             "(model)), or use training=False."
         )
-    with torch.no_grad():
-        var, mean = torch.var_mean(input, dim=(0, *range(2, input.dim())), correction=0)
+    with torch.no_grad(), _checks.outside_func_transforms(input) as values:
+        var, mean = torch.var_mean(values, dim=(0, *range(2, values.dim())), correction=0)
         # NOTE: the running variance is the unbiased one (× N/(N − 1)), the normalisation uses the biased one
         unbiased_var = var * (count / (count - 1))
         # NOTE: computed out of place, then copied: the buffer is either fully updated or untouched
