@@ -100,6 +100,9 @@ class BatchNorm1d(torch.nn.BatchNorm1d):
         _checks.check_tensor("input", input)
         if input.dim() not in (2, 3):
             raise ValueError(f"expected 2D or 3D input (got {input.dim()}D input)")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"input must have num_features={self.num_features} channels in dim 1, "
+                             f"got shape {tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
