@@ -137,7 +137,8 @@ def _normalization_inputs(affine_dims):
 
 
 def _normalization_input(shape, dtype, device, generator, noncontiguous):
-    return _normalization_inputs(None)(shape, dtype, device, generator, noncontiguous)[:1]
+    """The input alone, uniform in [−2, 3) as in _normalization_inputs."""
+    return (make_tensor(shape, dtype, device, generator, -2.0, 3.0, noncontiguous),)
 
 
 def _running_stats(input):
