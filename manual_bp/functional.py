@@ -240,13 +240,13 @@ def _softmax_dim(name, input, dim, stacklevel):
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """softmax along dim; dtype: cast input to it first (as torch: e.g. float16 logits, float32 probabilities)."""
     _checks.check_floating("input", input)
-    dim = _softmax_dim("softmax", input, dim, _stacklevel + 1)
+    dim = _softmax_dim("softmax", input, dim, _stacklevel)
     return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     _checks.check_floating("input", input)
-    dim = _softmax_dim("log_softmax", input, dim, _stacklevel + 1)
+    dim = _softmax_dim("log_softmax", input, dim, _stacklevel)
     return LogSoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim)
 
 

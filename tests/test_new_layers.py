@@ -165,8 +165,9 @@ def test_leaky_relu_in_place_on_a_leaf_that_requires_grad_raises_as_torch():
 @pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (2, 3, 4, 5)])
 def test_softmax_without_dim_warns_and_picks_torchs_dim(name, shape):
     x = torch.randn(shape)
-    with pytest.warns(UserWarning, match="Implicit dimension choice"):
+    with pytest.warns(UserWarning, match="Implicit dimension choice") as record:
         manual = getattr(MF, name)(x)
+    assert record[0].filename == __file__  # the warning points at the caller, as torch's
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         native = getattr(F, name)(x)
@@ -214,8 +215,9 @@ def test_nll_loss_every_target_ignored_gives_nan_and_a_zero_gradient_as_torch():
 @pytest.mark.parametrize("size_average,reduce", [(None, False), (False, None), (True, True), (False, False)])
 def test_nll_loss_legacy_size_average_and_reduce_map_to_reduction_as_torch(size_average, reduce):
     x, target = torch.randn(5, 3), torch.randint(3, (5,))
-    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated") as record:
         manual = MF.nll_loss(x, target, size_average=size_average, reduce=reduce)
+    assert record[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         native = F.nll_loss(x, target, size_average=size_average, reduce=reduce)
