@@ -20,3 +20,13 @@ __all__ = [
     "MSELossFunction", "BCELossFunction", "BCEWithLogitsLossFunction", "CrossEntropyLossFunction",
     "functional", "nn", "value_checks",
 ]
+
+# the next lecture's layers and loss
+from manual_bp.functions import GELUFunction, LeakyReLUFunction, LogSoftmaxFunction, SoftmaxFunction  # noqa: E402
+from manual_bp.losses import NLLLossFunction  # noqa: E402
+from manual_bp.normalization import BatchNormEvalFunction, BatchNormFunction, LayerNormFunction  # noqa: E402
+
+__all__ += [
+    "BatchNormFunction", "BatchNormEvalFunction", "LayerNormFunction", "LeakyReLUFunction", "GELUFunction",
+    "SoftmaxFunction", "LogSoftmaxFunction", "NLLLossFunction",
+]

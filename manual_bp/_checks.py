@@ -84,3 +84,40 @@ def check_in_unit_interval(name, tensor):
         first = tensor.detach()[outside][0].item()
         count = int(outside.sum())
         raise ValueError(f"{name} must have every element in [0, 1], got {count} outside, e.g. {first}")
+
+
+def is_vmapped(tensor):
+    """Whether `tensor` carries a torch.func.vmap batch dimension at any level (under grad, jacrev, ... too).
+
+    NOTE: under torch.compile this answers False (dynamo cannot trace the functorch queries); a vmap traced by
+    torch.compile then meets functorch's own error instead of the clear one.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(tensor):
+        if functorch.is_batchedtensor(tensor):
+            return True
+        tensor = functorch.get_unwrapped(tensor)
+    return False
+
+
+@contextlib.contextmanager
+def outside_func_transforms(tensor):
+    """Suspend the torch.func transforms around the block and yield `tensor` unwrapped to a plain tensor.
+
+    NOTE: for batch norm's running statistics under torch.func.grad / jacrev (refuse vmap first: a batched tensor
+    unwraps to the whole batch): functorch forbids an in-place write into a tensor captured from outside the
+    transform, which is what a buffer is. The update reads no gradient, so it runs as if outside the transform, as
+    torch's own batch_norm kernel does. Under torch.compile nothing is wrapped and the block runs as is.
+    """
+    functorch = torch._C._functorch
+    if torch.compiler.is_compiling() or not functorch.is_functorch_wrapped_tensor(tensor):
+        yield tensor
+        return
+    from torch._functorch.pyfunctorch import temporarily_clear_interpreter_stack
+
+    with temporarily_clear_interpreter_stack():
+        while functorch.is_functorch_wrapped_tensor(tensor):
+            tensor = functorch.get_unwrapped(tensor)
+        yield tensor

@@ -116,3 +116,102 @@ def run_all(devices, cases=None):
             results.append(compare(case, case.shapes[-1], torch.float32, device, noncontiguous=True))
             results.append(compare(case, case.shapes[0], torch.float64, device))  # batch size 1
     return results
+
+
+# ------------------------------------------------------------------ the next lecture's layers and loss
+
+
+def _normalization_inputs(affine_dims):
+    """input, and γ, β over its trailing `affine_dims` dims (layer norm) or over dim 1 (batch norm: None).
+
+    NOTE: the input is uniform in [−2, 3), not standard normal: compare_fns draws the upstream gradient as standard
+    normal from the same seed, and an upstream gradient equal to the input lies in span{1, x̂}, exactly what a
+    normalisation's backward projects away: ∂L/∂x would be ~0 and the comparison would test nothing.
+    """
+    def make(shape, dtype, device, generator, noncontiguous):
+        affine_shape = (shape[1],) if affine_dims is None else tuple(shape[-affine_dims:])
+        input = make_tensor(shape, dtype, device, generator, -2.0, 3.0, noncontiguous)
+        weight = make_tensor(affine_shape, dtype, device, generator, 0.5, 1.5, noncontiguous)
+        return input, weight, make_tensor(affine_shape, dtype, device, generator, noncontiguous=noncontiguous)
+    return make
+
+
+def _normalization_input(shape, dtype, device, generator, noncontiguous):
+    """The input alone, uniform in [−2, 3) as in _normalization_inputs."""
+    return (make_tensor(shape, dtype, device, generator, -2.0, 3.0, noncontiguous),)
+
+
+def _running_stats(input):
+    """Fixed running statistics for the eval-mode case, made inside the op: buffers, not inputs with gradients."""
+    channels = input.shape[1]
+    return (torch.linspace(-1, 1, channels, dtype=input.dtype, device=input.device),
+            torch.linspace(0.5, 2, channels, dtype=input.dtype, device=input.device))
+
+
+def _class_weights(input):
+    """Fixed class weights for the weighted nll_loss cases (not differentiable, as in torch)."""
+    classes = input.shape[0 if input.dim() == 1 else 1]
+    return torch.linspace(0.25, 2, classes, dtype=input.dtype, device=input.device)
+
+
+def _nll_inputs(shape, dtype, device, generator, noncontiguous):
+    """Scores (N, C, *) and targets (N, *) with every 4th target set to ignore_index (-100)."""
+    input = make_tensor(shape, dtype, device, generator, noncontiguous=noncontiguous)
+    target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    target = torch.randint(shape[1] if len(shape) > 1 else shape[0], target_shape, generator=generator)
+    target.view(-1)[3::4] = -100
+    return input, target.to(device)
+
+
+def _new_layer_cases():
+    three_shapes = ((1, 1), (8, 5), (3, 4, 5))
+    bn_train, bn_eval = dict(training=True), dict(training=False)
+    cases = [
+        OpCase("batch_norm", lambda x, w, b: MF.batch_norm(x, None, None, w, b, **bn_train),
+               lambda x, w, b: F.batch_norm(x, None, None, w, b, **bn_train),
+               ("input", "weight", "bias"), _normalization_inputs(None), ((1, 3, 4), (8, 5), (16, 6, 3))),
+        OpCase("batch_norm[no affine]", lambda x: MF.batch_norm(x, None, None, training=True),
+               lambda x: F.batch_norm(x, None, None, training=True), ("input",), _normalization_input,
+               ((1, 2, 3), (8, 5), (4, 3, 5))),
+        OpCase("batch_norm[eval]", lambda x, w, b: MF.batch_norm(x, *_running_stats(x), w, b, **bn_eval),
+               lambda x, w, b: F.batch_norm(x, *_running_stats(x), w, b, **bn_eval),
+               ("input", "weight", "bias"), _normalization_inputs(None), ((1, 3), (8, 5), (4, 3, 5))),
+        OpCase("layer_norm", lambda x, w, b: MF.layer_norm(x, w.shape, w, b),
+               lambda x, w, b: F.layer_norm(x, w.shape, w, b),
+               ("input", "weight", "bias"), _normalization_inputs(1), ((1, 5), (8, 5), (3, 4, 5))),
+        OpCase("layer_norm[2 dims]", lambda x, w, b: MF.layer_norm(x, w.shape, w, b),
+               lambda x, w, b: F.layer_norm(x, w.shape, w, b),
+               ("input", "weight", "bias"), _normalization_inputs(2), ((1, 2, 3), (4, 2, 3), (3, 4, 5))),
+        OpCase("layer_norm[no affine]", lambda x: MF.layer_norm(x, x.shape[-1:]),
+               lambda x: F.layer_norm(x, x.shape[-1:]),
+               ("input",), _normalization_input, ((1, 3), (8, 5), (3, 4, 5))),
+        OpCase("leaky_relu", MF.leaky_relu, F.leaky_relu, ("input",), _unary_inputs, three_shapes),
+        OpCase("leaky_relu[-0.5]", lambda x: MF.leaky_relu(x, -0.5), lambda x: F.leaky_relu(x, -0.5), ("input",),
+               _unary_inputs, three_shapes),
+        OpCase("gelu", MF.gelu, F.gelu, ("input",), _unary_inputs, three_shapes),
+        OpCase("gelu[tanh]", lambda x: MF.gelu(x, approximate="tanh"), lambda x: F.gelu(x, approximate="tanh"),
+               ("input",), _unary_inputs, three_shapes),
+    ]
+    for dim in (-1, 0):
+        cases += [
+            OpCase(f"softmax[dim={dim}]", lambda x, d=dim: MF.softmax(x, d), lambda x, d=dim: F.softmax(x, d),
+                   ("input",), _unary_inputs, three_shapes),
+            OpCase(f"log_softmax[dim={dim}]", lambda x, d=dim: MF.log_softmax(x, d),
+                   lambda x, d=dim: F.log_softmax(x, d), ("input",), _unary_inputs, three_shapes),
+        ]
+    for reduction in ("mean", "sum", "none"):
+        cases += [
+            OpCase(f"nll_loss[{reduction}]", lambda x, t, r=reduction: MF.nll_loss(x, t, reduction=r),
+                   lambda x, t, r=reduction: F.nll_loss(x, t, reduction=r),
+                   ("input", "target"), _nll_inputs, ((1, 10), (16, 10), (4, 3, 5))),
+            OpCase(f"nll_loss[weighted, {reduction}]",
+                   lambda x, t, r=reduction: MF.nll_loss(x, t, _class_weights(x), reduction=r),
+                   lambda x, t, r=reduction: F.nll_loss(x, t, _class_weights(x), reduction=r),
+                   ("input", "target"), _nll_inputs, ((1, 10), (16, 10), (4, 3, 5))),
+        ]
+    return cases
+
+
+NEW_LAYER_CASES = _new_layer_cases()
+OP_CASES.extend(NEW_LAYER_CASES)
+CASES_BY_NAME.update((case.name, case) for case in NEW_LAYER_CASES)

@@ -3,6 +3,8 @@
 Each function validates its arguments (clear errors naming the argument), then calls the autograd Function.
 `reduction` is keyword-only: torch's own losses take other arguments (weight, size_average, ...) before it.
 """
+import warnings
+
 import torch
 
 from manual_bp import _checks
@@ -13,6 +15,9 @@ from manual_bp.losses import (
     CrossEntropyLossFunction,
     MSELossFunction,
 )
+from manual_bp.functions import GELUFunction, LeakyReLUFunction, LogSoftmaxFunction, SoftmaxFunction
+from manual_bp.losses import NLLLossFunction
+from manual_bp.normalization import BatchNormEvalFunction, BatchNormFunction, LayerNormFunction
 
 __all__ = [
     "linear", "sigmoid", "relu", "tanh", "dropout",
@@ -119,3 +124,169 @@ def cross_entropy(input, target, *, reduction="mean"):
             bad = low if low < 0 else high
             raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad}")
     return CrossEntropyLossFunction.apply(input, target.long(), reduction)
+
+
+# ------------------------------------------------------------------ the next lecture's layers and loss
+
+__all__ += ["batch_norm", "layer_norm", "leaky_relu", "gelu", "softmax", "log_softmax", "nll_loss"]
+
+
+def _check_per_channel(name, tensor, channels, input):
+    if tensor is None:
+        return
+    _checks.check_floating(name, tensor)
+    if tensor.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},) for input of shape {tuple(input.shape)}, "
+                         f"got {tuple(tensor.shape)}")
+    _checks.check_same_dtype_and_device(name, tensor, "input", input)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05):
+    """Batch norm of input (N, C, *) per channel C: with this batch's μ, σ² when training (or when there are no
+    running statistics), else with running_mean, running_var. Training with running statistics updates them in
+    place, as torch: r ← (1 − momentum)·r + momentum·s, with the unbiased batch variance in running_var.
+
+    momentum may also be a 0-d tensor (BatchNorm1d(momentum=None) passes 1/num_batches_tracked that way, so the
+    cumulative average needs no Python float of a tensor and compiles with fullgraph=True).
+    """
+    _checks.check_floating("input", input)
+    if input.dim() < 2:
+        raise ValueError(f"input must have shape (N, C) or (N, C, L), got shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    for name, tensor in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                         ("bias", bias)):
+        _check_per_channel(name, tensor, channels, input)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be tensors or both be None, got "
+                         f"{type(running_mean).__name__} and {type(running_var).__name__}")
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var must be given when training=False (eval mode normalises "
+                         "with them); pass training=True to use the batch statistics")
+    if not training:
+        return BatchNormEvalFunction.apply(input, running_mean, running_var, weight, bias, eps)
+    values_per_channel = input.numel() // channels if channels else 0
+    if values_per_channel == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
+    if running_mean is not None:
+        _update_running_stats(input, running_mean, running_var, momentum, values_per_channel)
+    return BatchNormFunction.apply(input, weight, bias, eps)
+
+
+def _update_running_stats(input, running_mean, running_var, momentum, count):
+    if _checks.is_vmapped(input):
+        raise RuntimeError(
+            "batch_norm: cannot update running_mean / running_var under torch.func.vmap: each vmapped call has its "
+            "own batch statistics but there is one buffer to write them into. Pass running_mean=None and "
+            "running_var=None (BatchNorm1d(track_running_stats=False), or torch.func.replace_all_batch_norm_modules_"
+            "(model)), or use training=False."
+        )
+    with torch.no_grad(), _checks.outside_func_transforms(input) as values:
+        var, mean = torch.var_mean(values, dim=(0, *range(2, values.dim())), correction=0)
+        # NOTE: the running variance is the unbiased one (× N/(N − 1)), the normalisation uses the biased one
+        unbiased_var = var * (count / (count - 1))
+        # NOTE: computed out of place, then copied: the buffer is either fully updated or untouched
+        running_mean.copy_(running_mean * (1 - momentum) + mean * momentum)
+        running_var.copy_(running_var * (1 - momentum) + unbiased_var * momentum)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
+    """Layer norm over the trailing dims normalized_shape (an int or a tuple) of each sample of input."""
+    _checks.check_floating("input", input)
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not normalized_shape or tuple(input.shape[input.dim() - len(normalized_shape):]) != normalized_shape:
+        raise ValueError(f"input must end in normalized_shape={normalized_shape}, got shape {tuple(input.shape)}")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None:
+            _checks.check_floating(name, tensor)
+            if tuple(tensor.shape) != normalized_shape:
+                raise ValueError(f"{name} must have shape normalized_shape={normalized_shape}, "
+                                 f"got {tuple(tensor.shape)}")
+            _checks.check_same_dtype_and_device(name, tensor, "input", input)
+    return LayerNormFunction.apply(input, normalized_shape, weight, bias, eps)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """max(z, 0) + negative_slope·min(z, 0); inplace=True writes the result into input (and returns it)."""
+    _checks.check_floating("input", input)
+    if inplace and negative_slope < 0:
+        raise ValueError(f"inplace=True needs negative_slope >= 0 (the output then holds the sign of the input "
+                         f"for the backward), got {negative_slope}")
+    output = LeakyReLUFunction.apply(input, negative_slope)
+    # NOTE: in place = the result copied into input: autograd records the copy, so the gradient still reaches
+    # the original z through the Function (which saved its output, not z)
+    return input.copy_(output) if inplace else output
+
+
+def gelu(input, approximate="none"):
+    _checks.check_floating("input", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELUFunction.apply(input, approximate)
+
+
+def _softmax_dim(name, input, dim, stacklevel):
+    if dim is None:
+        # NOTE: torch's deprecated implicit choice (dim 0 for 0-, 1- and 3-D input, else 1), warning included, so
+        # a call without dim gives what torch's gives; pass dim explicitly.
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                      "Change the call to include dim=X as an argument.", stacklevel=stacklevel)
+        return 0 if input.dim() in (0, 1, 3) else 1
+    rank = max(input.dim(), 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"dim must be in [{-rank}, {rank - 1}] for input of shape {tuple(input.shape)}, got {dim}")
+    return dim
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """softmax along dim; dtype: cast input to it first (as torch: e.g. float16 logits, float32 probabilities)."""
+    _checks.check_floating("input", input)
+    dim = _softmax_dim("softmax", input, dim, _stacklevel)
+    return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    _checks.check_floating("input", input)
+    dim = _softmax_dim("log_softmax", input, dim, _stacklevel)
+    return LogSoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim)
+
+
+def _legacy_reduction(size_average, reduce):
+    """torch's mapping of the deprecated size_average / reduce flags to reduction, warning included."""
+    reduction = "none" if reduce is False else ("sum" if size_average is False else "mean")
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+                  stacklevel=3)
+    return reduction
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities input (N, C), (C,) or (N, C, d1, ...) at class indices target
+    (N,), () or (N, d1, ...); weight (C,) weighs each class; targets equal to ignore_index count for nothing."""
+    _checks.check_floating("input", input)
+    _checks.check_tensor("target", target)
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce)
+    _checks.check_reduction(reduction)
+    if input.dim() == 0:
+        raise ValueError("input must have shape (N, C), (C,) or (N, C, d1, ...), got a 0-d tensor")
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"target must hold class indices (an integer tensor), got dtype {target.dtype}")
+    class_dim = 0 if input.dim() == 1 else 1
+    expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
+    if target.shape != expected:
+        raise ValueError(f"target must have shape {tuple(expected)} for input of shape {tuple(input.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if target.device != input.device:
+        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+    classes = input.shape[class_dim]
+    if weight is not None:
+        _check_per_channel("weight", weight, classes, input)
+        if weight.requires_grad:
+            raise ValueError("weight must not require grad: nll_loss is not differentiable with respect to the class "
+                             "weights (as torch)")
+    if _checks.values_are_inspectable(target):
+        outside = (target != ignore_index) & ((target < 0) | (target >= classes))
+        if outside.any():
+            bad = int(target[outside][0])
+            raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}) or "
+                             f"ignore_index={ignore_index}, got {bad}")
+    return NLLLossFunction.apply(input, target.long(), weight, ignore_index, reduction)

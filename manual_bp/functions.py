@@ -143,3 +143,137 @@ class DropoutFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         (mask,) = ctx.saved_tensors
         return grad_output * mask * ctx.scale, None, None  # ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p)
+
+
+# ------------------------------------------------------------------------- the next lecture's activations
+
+
+class LeakyReLUFunction(torch.autograd.Function):
+    """A = Z for Z > 0, αZ otherwise (α = negative_slope);   ∂L/∂Z = ∂L/∂A ⊙ (1[Z > 0] + α·1[Z ≤ 0])."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, negative_slope):
+        return torch.where(input > 0, input, input * negative_slope)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, ctx.negative_slope = inputs
+        # NOTE: for α ≥ 0, 1[z > 0] = 1[a > 0], so the output serves as the mask (as in ReLU), which also lets
+        # `functional.leaky_relu(..., inplace=True)` overwrite z; for a negative α the sign flips and z is kept.
+        ctx.save_for_backward(output if ctx.negative_slope >= 0 else input)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (saved,) = ctx.saved_tensors
+        # NOTE: at z = 0 the slope is α, as torch's leaky_relu_backward (z > 0 ? 1 : α)
+        return torch.where(saved > 0, grad_output, grad_output * ctx.negative_slope), None  # ∂L/∂A ⊙ (1 or α)
+
+
+def upcast(tensor):
+    """float32 for a float16 / bfloat16 tensor, else the tensor itself.
+
+    NOTE: torch's kernels for GELU and the normalisations compute a half-precision input in float32 and round once;
+    a chain of half-precision ops rounds at every step (the tanh GELU's z³, a variance) and lands several ulp away.
+    """
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+# NOTE: 1/√2 and √(2/π) as Python floats, the constants of torch's kernels; 0.044715 is the cubic coefficient of
+# the tanh approximation (Hendrycks & Gimpel), also torch's.
+SQRT_HALF = 0.7071067811865476
+SQRT_TWO_OVER_PI = 0.7978845608028654
+INV_SQRT_TWO_PI = 0.3989422804014327
+GELU_CUBIC = 0.044715
+
+
+class GELUFunction(torch.autograd.Function):
+    """A = Z·Φ(Z), Φ the standard normal CDF;   ∂L/∂Z = ∂L/∂A ⊙ (Φ(Z) + Z·φ(Z)), φ(z) = e^(−z²/2)/√(2π).
+
+    approximate="tanh": A = ½Z(1 + tanh u), u = √(2/π)(Z + 0.044715Z³);
+    ∂L/∂Z = ∂L/∂A ⊙ (½(1 + tanh u) + ½Z(1 − tanh² u)·√(2/π)(1 + 3·0.044715Z²)).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, approximate):
+        z = upcast(input)
+        if approximate == "tanh":
+            inner = SQRT_TWO_OVER_PI * (z + GELU_CUBIC * z.pow(3))
+            return (0.5 * z * (1 + torch.tanh(inner))).to(input.dtype)
+        # NOTE: Φ(z) = ½(1 + erf(z/√2)), the exact form (torch's default) and torch's formula; for very negative z,
+        # erf rounds to −1 and z·Φ(z) to 0, as torch's.
+        return (0.5 * z * (1 + torch.erf(z * SQRT_HALF))).to(input.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, ctx.approximate = inputs
+        ctx.save_for_backward(input)  # NOTE: the derivative needs z itself (Φ and φ of z), not the output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (input,) = ctx.saved_tensors
+        z = upcast(input)
+        if ctx.approximate == "tanh":
+            tanh_inner = torch.tanh(SQRT_TWO_OVER_PI * (z + GELU_CUBIC * z.pow(3)))
+            inner_derivative = SQRT_TWO_OVER_PI * (1 + 3 * GELU_CUBIC * z.square())  # du/dz
+            derivative = 0.5 * (1 + tanh_inner) + 0.5 * z * (1 - tanh_inner.square()) * inner_derivative
+        else:
+            cdf = 0.5 * (1 + torch.erf(z * SQRT_HALF))  # Φ(z)
+            pdf = INV_SQRT_TWO_PI * torch.exp(-0.5 * z.square())  # φ(z)
+            derivative = cdf + z * pdf  # Φ(z) + z·φ(z)
+        return (upcast(grad_output) * derivative).to(grad_output.dtype), None
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    """S = softmax(Z) along dim: s_i = e^(z_i)/Σ_j e^(z_j);   ∂L/∂Z = S ⊙ (∂L/∂S − Σ_dim(∂L/∂S ⊙ S)).
+
+    (The Jacobian ∂s_i/∂z_j = s_i(δ_ij − s_j) times the upstream gradient, without building the (C, C) matrix.)
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, dim):
+        # NOTE: shifting by the max along dim keeps e^(·) ≤ 1 (no overflow at logits of 1e4); softmax is unchanged.
+        exp = (input - input.amax(dim=dim, keepdim=True)).exp()
+        return exp / exp.sum(dim=dim, keepdim=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.dim = inputs
+        # NOTE: the derivative is written in the output S alone; a saved output stays connected to the graph (it is
+        # this Function's own result), so double backward works.
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        weighted_sum = (grad_output * output).sum(dim=ctx.dim, keepdim=True)  # Σ_dim ∂L/∂S ⊙ S
+        return output * (grad_output - weighted_sum), None  # ∂L/∂Z = S ⊙ (∂L/∂S − Σ ∂L/∂S ⊙ S)
+
+
+class LogSoftmaxFunction(torch.autograd.Function):
+    """A = log softmax(Z) = Z − log Σ_dim e^Z;   ∂L/∂Z = ∂L/∂A − e^A ⊙ Σ_dim ∂L/∂A   (e^A = softmax(Z))."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, dim):
+        # NOTE: (z − max z) − log Σ e^(z − max z): the shift keeps e^(·) ≤ 1, and subtracting the max before the
+        # log-sum keeps float32 digits that z − logsumexp(z) loses (as in CrossEntropyLossFunction).
+        shifted = input - input.amax(dim=dim, keepdim=True)
+        return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.dim = inputs
+        ctx.save_for_backward(output)  # NOTE: softmax is e^A of the saved output: no second max/sum pass
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        # ∂L/∂Z = ∂L/∂A − softmax(Z) ⊙ Σ_dim ∂L/∂A
+        return grad_output - output.exp() * grad_output.sum(dim=ctx.dim, keepdim=True), None

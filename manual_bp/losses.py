@@ -141,3 +141,63 @@ class CrossEntropyLossFunction(torch.autograd.Function):
         onehot = (target.unsqueeze(-1) == classes).to(input.dtype)  # (N, 1) == (C,) -> (N, C)
         probs = torch.softmax(input, dim=-1)  # (N, C)
         return (probs - onehot) * scale.unsqueeze(-1), None, None  # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ
+
+
+# ------------------------------------------------------------------------------ the next lecture's losses
+
+
+def nll_sample_weights(target, weight, ignore_index, dtype):
+    """w_{y_i} for each counted target, 0 for a target equal to ignore_index: (N, d1, ...)."""
+    counted = target != ignore_index
+    if weight is None:
+        return counted.to(dtype)
+    return weight[target.where(counted, 0)] * counted  # NOTE: an ignored index is read as class 0, then zeroed
+
+
+class NLLLossFunction(torch.autograd.Function):
+    """ℓ_i = −w_{y_i}·x_{i, y_i} for log-probabilities x_i (C,), a class index y_i and class weights w (1 if None);
+    ℓ_i = 0 where y_i = ignore_index. "mean" divides Σℓ by Σ_i w_{y_i} over the counted targets (not by N).
+
+    ∂ℓ_i/∂x_{i,c} = −w_{y_i}·1[c = y_i], so for "mean" ∂L/∂X = −onehot(Y) ⊙ w_Y / Σ w_Y.
+    Input (N, C), (C,) or (N, C, d1, ...), the classes in dim 1 (dim 0 for (C,)), as torch.nn.functional.nll_loss.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, target, weight, ignore_index, reduction):
+        class_dim = 0 if input.dim() == 1 else 1
+        # NOTE: gather needs a valid index, so an ignored target is read at class 0; its weight 0 drops it.
+        index = target.where(target != ignore_index, 0).unsqueeze(class_dim)  # (N, 1, d1, ...)
+        picked = input.gather(class_dim, index).squeeze(class_dim)  # x_{i, y_i}: (N, C, d1, ...) -> (N, d1, ...)
+        sample_weights = nll_sample_weights(target, weight, ignore_index, input.dtype)
+        loss = -picked * sample_weights
+        if reduction == "none":
+            return loss
+        # NOTE: every target ignored gives 0/0 = nan for "mean", as torch
+        return loss.sum() if reduction == "sum" else loss.sum() / sample_weights.sum()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, weight, ctx.ignore_index, ctx.reduction = inputs
+        ctx.input_shape = input.shape  # NOTE: the derivative does not depend on x's values, only on where it lies
+        ctx.save_for_backward(target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        class_dim = 0 if len(ctx.input_shape) == 1 else 1
+        sample_weights = nll_sample_weights(target, weight, ctx.ignore_index, grad_output.dtype)
+        grad_loss = grad_output
+        if ctx.reduction == "mean":
+            total = sample_weights.sum()
+            # NOTE: with every weight 0 the loss is nan but torch's gradient is 0; every numerator is 0 then, so
+            # dividing by 1 instead of 0 gives exactly that.
+            grad_loss = grad_output / torch.where(total == 0, torch.ones_like(total), total)
+        grad_picked = -sample_weights * grad_loss  # ∂L/∂x_{i, y_i} = −w_{y_i} ⊙ ∂L/∂ℓ_i: (N, d1, ...)
+        index = target.where(target != ctx.ignore_index, 0).unsqueeze(class_dim)
+        # ∂L/∂X = −onehot(Y) ⊙ w_Y ⊙ ∂L/∂ℓ: the gradient lands on the target class only
+        grad_input = grad_output.new_zeros(ctx.input_shape).scatter(class_dim, index, grad_picked.unsqueeze(class_dim))
+        return grad_input, None, None, None, None

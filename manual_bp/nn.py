@@ -79,3 +79,72 @@ class BCEWithLogitsLoss(_Loss):
 
 class CrossEntropyLoss(_Loss):
     loss_fn = staticmethod(F.cross_entropy)
+
+
+# ------------------------------------------------------------------ the next lecture's layers and loss
+# NOTE: each subclasses its torch.nn twin and replaces only forward: the constructor arguments, parameter and
+# buffer names, initialisation, extra_repr and state_dict are torch's, so state dicts move both ways.
+
+__all__ += ["BatchNorm1d", "LayerNorm", "LeakyReLU", "GELU", "Softmax", "LogSoftmax", "NLLLoss"]
+
+
+class BatchNorm1d(torch.nn.BatchNorm1d):
+    """torch.nn.BatchNorm1d with the handwritten backward: input (N, C) or (N, C, L).
+
+    Training: normalise with the batch's μ and biased σ², and (track_running_stats) update running_mean and
+    running_var (unbiased σ²) with momentum, or with the cumulative average 1/num_batches_tracked for momentum=None.
+    Eval: normalise with the running statistics (or, without them, with the batch's, as torch).
+    """
+
+    def forward(self, input):
+        _checks.check_tensor("input", input)
+        if input.dim() not in (2, 3):
+            raise ValueError(f"expected 2D or 3D input (got {input.dim()}D input)")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"input must have num_features={self.num_features} channels in dim 1, "
+                             f"got shape {tuple(input.shape)}")
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                # NOTE: a 0-d tensor, not float(1 / n) as torch: no read of a tensor into Python, so
+                # torch.compile(fullgraph=True) works with momentum=None (torch's own module breaks the graph here)
+                momentum = 1.0 / self.num_batches_tracked
+        use_batch_stats = self.training or self.running_mean is None
+        update = not self.training or self.track_running_stats  # buffers passed only when used or updated
+        return F.batch_norm(input, self.running_mean if update else None, self.running_var if update else None,
+                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+
+
+class LayerNorm(torch.nn.LayerNorm):
+    """torch.nn.LayerNorm with the handwritten backward: normalise over the trailing dims normalized_shape."""
+
+    def forward(self, input):
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class LeakyReLU(torch.nn.LeakyReLU):
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+
+class GELU(torch.nn.GELU):
+    def forward(self, input):
+        return F.gelu(input, approximate=self.approximate)
+
+
+class Softmax(torch.nn.Softmax):
+    def forward(self, input):
+        return F.softmax(input, self.dim, _stacklevel=5)
+
+
+class LogSoftmax(torch.nn.LogSoftmax):
+    def forward(self, input):
+        return F.log_softmax(input, self.dim, _stacklevel=5)
+
+
+class NLLLoss(torch.nn.NLLLoss):
+    """torch.nn.NLLLoss (weight is a buffer, so it follows .to() and the state dict) with the handwritten backward."""
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)

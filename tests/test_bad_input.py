@@ -38,3 +38,46 @@ BAD_CALLS = [
 def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# ------------------------------------------------------------------ the next lecture's layers and loss
+x83, x835 = torch.randn(8, 3), torch.randn(8, 3, 5)
+stats3 = (torch.zeros(3), torch.ones(3))
+
+NEW_LAYER_BAD_CALLS = [
+    (lambda: MF.batch_norm(torch.randn(1, 3), *stats3, training=True), ValueError,
+     r"more than 1 value per channel when training, got input size torch.Size\(\[1, 3\]\)"),
+    (lambda: MF.batch_norm(torch.randn(3), None, None, training=True), ValueError, r"\(N, C\) or \(N, C, L\).*\(3,\)"),
+    (lambda: MF.batch_norm(x83, None, None), ValueError, "must be given when training=False"),
+    (lambda: MF.batch_norm(x83, torch.zeros(3), None, training=True), ValueError, "both be tensors or both be None"),
+    (lambda: MF.batch_norm(x83, torch.zeros(4), torch.ones(4)), ValueError,
+     r"running_mean must have shape \(3,\) for input of shape \(8, 3\), got \(4,\)"),
+    (lambda: MF.batch_norm(x83, *stats3, torch.ones(3).double()), TypeError, r"weight must have the dtype of input"),
+    (lambda: MF.batch_norm(x83.long(), *stats3), TypeError, "input must be a floating-point.*int64"),
+    (lambda: mnn.BatchNorm1d(3)(torch.randn(2, 3, 4, 5)), ValueError, r"expected 2D or 3D input \(got 4D input\)"),
+    (lambda: mnn.BatchNorm1d(4)(x835), ValueError, r"num_features=4 channels in dim 1, got shape \(8, 3, 5\)"),
+    (lambda: MF.layer_norm(x835, (3,)), ValueError, r"input must end in normalized_shape=\(3,\), got shape \(8, 3, 5\)"),
+    (lambda: MF.layer_norm(x835, 5, torch.ones(3)), ValueError, r"weight must have shape normalized_shape=\(5,\), got \(3,\)"),
+    (lambda: mnn.LayerNorm((3, 4))(x835), ValueError, r"normalized_shape=\(3, 4\), got shape \(8, 3, 5\)"),
+    (lambda: MF.gelu(x83, approximate="fast"), ValueError, "approximate must be 'none' or 'tanh', got 'fast'"),
+    (lambda: MF.gelu(torch.arange(3)), TypeError, "input must be a floating-point.*int64"),
+    (lambda: MF.leaky_relu(x83.clone(), -0.1, inplace=True), ValueError, "inplace=True needs negative_slope >= 0"),
+    (lambda: MF.softmax(x83, dim=2), IndexError, r"dim must be in \[-2, 1\] for input of shape \(8, 3\), got 2"),
+    (lambda: MF.log_softmax(x83.int(), dim=1), TypeError, "input must be a floating-point.*int32"),
+    (lambda: MF.nll_loss(x83, torch.tensor([0, 1, 2, 3, 0, 1, 2, 0])), ValueError,
+     r"class indices in \[0, 2\] \(C=3\) or ignore_index=-100, got 3"),
+    (lambda: MF.nll_loss(x83, labels), ValueError, r"target must have shape \(8,\).*got \(5,\)"),
+    (lambda: MF.nll_loss(x835, torch.zeros(8, 3, dtype=torch.long)), ValueError, r"target must have shape \(8, 5\)"),
+    (lambda: MF.nll_loss(x83, torch.zeros(8)), TypeError, "target must hold class indices.*float32"),
+    (lambda: MF.nll_loss(x83, torch.zeros(8).long(), torch.ones(4)), ValueError, r"weight must have shape \(3,\)"),
+    (lambda: MF.nll_loss(x83, torch.zeros(8).long(), torch.ones(3, requires_grad=True)), ValueError,
+     "weight must not require grad"),
+    (lambda: MF.nll_loss(x83, torch.zeros(8).long(), reduction="avg"), ValueError, "reduction must be one of"),
+    (lambda: mnn.NLLLoss(ignore_index=0)(x83, torch.full((8,), 5)), ValueError, "or ignore_index=0, got 5"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", NEW_LAYER_BAD_CALLS, ids=[m for _, _, m in NEW_LAYER_BAD_CALLS])
+def test_new_layers_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

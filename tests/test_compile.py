@@ -1,4 +1,7 @@
 """torch.compile(fullgraph=True) of a network of manual layers: forward and backward match eager."""
+import copy
+
+import pytest
 import torch
 
 import manual_bp.nn as mnn
@@ -25,3 +28,37 @@ def test_compiled_mlp_forward_and_backward_match_eager():
     torch.testing.assert_close(compiled_loss, eager_loss)
     for compiled_grad, p in zip(compiled_grads, net.parameters()):
         torch.testing.assert_close(compiled_grad, p.grad)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_compiled_network_of_the_new_layers_matches_eager_running_statistics_included(momentum):
+    """Three training steps: losses, gradients and every state-dict entry (running statistics, num_batches_tracked)
+    equal eager. momentum=None compiles because BatchNorm1d passes 1/num_batches_tracked as a tensor (torch's own
+    BatchNorm1d(momentum=None) breaks the graph there: it reads float(num_batches_tracked))."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(mnn.Linear(6, 5), mnn.BatchNorm1d(5, momentum=momentum), mnn.GELU(),
+                              mnn.Linear(5, 4), mnn.LayerNorm(4), mnn.LeakyReLU(0.1), mnn.LogSoftmax(dim=1))
+    twin = copy.deepcopy(net)
+    loss_fn = mnn.NLLLoss(weight=torch.rand(4), ignore_index=0)
+
+    def step(net, x, y):
+        return loss_fn(net(x), y)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True)
+    for _ in range(3):
+        x, y = torch.randn(8, 6), torch.randint(4, (8,))
+        compiled_loss, eager_loss = compiled(net, x, y), step(twin, x, y)
+        compiled_loss.backward()
+        eager_loss.backward()
+        torch.testing.assert_close(compiled_loss, eager_loss)
+    for (name, compiled_value), eager_value in zip(net.state_dict().items(), twin.state_dict().values()):
+        torch.testing.assert_close(compiled_value, eager_value, msg=lambda m: f"{name}: {m}")
+    for compiled_param, eager_param in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(compiled_param.grad, eager_param.grad)
+    assert int(net[1].num_batches_tracked) == 3
+    net.eval()
+    twin.eval()
+    torch._dynamo.reset()
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(torch.compile(net, fullgraph=True)(x), twin(x))

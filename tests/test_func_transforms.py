@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.func import jacrev, vmap
 
+import manual_bp.nn as mnn
 from manual_bp import functional as MF
 from manual_bp.cases import OP_CASES
 
@@ -57,3 +58,43 @@ def test_jacobian_of_wx_with_respect_to_w_is_x_on_row_i_only():
         for j in range(3):
             expected = x if i == j else torch.zeros_like(x)
             torch.testing.assert_close(jacobian[i, j], expected, rtol=0, atol=0)
+
+
+# ------------------------------------------------- batch norm's running statistics under torch.func
+
+VMAP_REFUSAL = r"cannot update running_mean / running_var under torch.func.vmap"
+
+
+def test_vmap_of_batch_norm_updating_running_statistics_raises_clearly():
+    running_mean, running_var = torch.zeros(3), torch.ones(3)
+    with pytest.raises(RuntimeError, match=VMAP_REFUSAL):
+        vmap(lambda x: MF.batch_norm(x, running_mean, running_var, training=True))(torch.randn(2, 5, 3))
+    with pytest.raises(RuntimeError, match=VMAP_REFUSAL):  # per-sample gradients: vmap of grad
+        vmap(torch.func.grad(lambda x: MF.batch_norm(x, running_mean, running_var, training=True).square().sum()))(
+            torch.randn(2, 5, 3))
+    with pytest.raises(RuntimeError, match=VMAP_REFUSAL):
+        vmap(mnn.BatchNorm1d(3))(torch.randn(2, 5, 3))
+    torch.testing.assert_close(running_mean, torch.zeros(3), rtol=0, atol=0)  # untouched
+
+
+@pytest.mark.parametrize("make", [lambda nn: nn.BatchNorm1d(3, track_running_stats=False),
+                                  lambda nn: torch.func.replace_all_batch_norm_modules_(nn.BatchNorm1d(3)),
+                                  lambda nn: nn.BatchNorm1d(3).eval()],
+                         ids=["track_running_stats=False", "replace_all_batch_norm_modules_", "eval"])
+def test_vmap_of_batch_norm_without_a_running_statistics_update_matches_torch(make):
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(vmap(make(mnn))(x), vmap(make(torch.nn))(x))
+
+
+@pytest.mark.parametrize("transform", ["jacrev", "grad"])
+def test_grad_transforms_of_batch_norm_update_running_statistics_as_torch(transform):
+    x, scores = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    results = []
+    for batch_norm in (MF.batch_norm, torch.nn.functional.batch_norm):
+        stats = (torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+        if transform == "jacrev":
+            derivative = jacrev(lambda x: batch_norm(x, *stats, training=True))(x)
+        else:
+            derivative = torch.func.grad(lambda x: (batch_norm(x, *stats, training=True) * scores).sum())(x)
+        results.append((derivative, *stats))
+    torch.testing.assert_close(results[0], results[1])

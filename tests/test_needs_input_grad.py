@@ -48,3 +48,25 @@ def test_first_layer_of_an_mlp_does_not_pay_for_grad_of_the_pixels():
     loss = MF.cross_entropy(net(torch.randn(BATCH, IN)), torch.randint(10, (BATCH,)))
     # layer 2: dL/dX and dL/dW (2 * 2*B*OUT*10); layer 1: dL/dW only (2*B*IN*OUT)
     assert backward_flops(loss) == 2 * (2 * BATCH * OUT * 10) + MATMUL_FLOPS
+
+
+def saved_by(fn, *args):
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        output = fn(*args)
+    return saved, output
+
+
+def test_eval_batch_norm_saves_the_input_only_when_the_weight_needs_its_gradient():
+    x, stats = torch.randn(BATCH, 4, requires_grad=True), (torch.zeros(4), torch.ones(4))
+    frozen_weight, weight = torch.ones(4), torch.ones(4, requires_grad=True)
+    saved, _ = saved_by(lambda: MF.batch_norm(x, *stats, frozen_weight))
+    assert not any(t is x for t in saved) and any(t is frozen_weight for t in saved)  # ∂L/∂x needs γ, not x
+    saved, _ = saved_by(lambda: MF.batch_norm(x.detach(), *stats, weight))
+    assert not any(t is weight for t in saved)  # ∂L/∂γ needs x, not γ
+
+
+def test_leaky_relu_saves_its_output_not_its_input():
+    x = torch.randn(BATCH, IN, requires_grad=True)
+    saved, output = saved_by(MF.leaky_relu, x)
+    assert len(saved) == 1 and saved[0] is not x and torch.equal(saved[0], output)

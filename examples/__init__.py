@@ -1,0 +1,1 @@
+"""Runnable examples of using manual_bp: `python -m examples.<name>` from the project root."""
