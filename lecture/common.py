@@ -28,8 +28,11 @@ class BinaryClassifier(pl.LightningModule):
         inputs, targets = batch
         probability = self.probability(inputs)
         loss = MF.binary_cross_entropy(probability, targets)
-        self.log(f"{stage}/loss", loss, prog_bar=True)
-        self.log(f"{stage}/acc", ((probability > 0.5).float() == targets).float().mean(), prog_bar=True)
+        # NOTE: the tags of every run in this project: {stage}/loss (train/loss_step and train/loss_epoch in training)
+        # and {stage}/acc, an epoch mean
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True)
+        self.log(f"{stage}/acc", ((probability > 0.5).float() == targets).float().mean(), on_step=False,
+                 on_epoch=True, prog_bar=stage == "val")
         return loss
 
     def training_step(self, batch, batch_idx):

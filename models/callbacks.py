@@ -51,7 +51,7 @@ class NativeGradientCheck(pl.Callback):
             # random numbers (initialisation draws them); dropout off so both backends see the same function.
             with torch.random.fork_rng(devices=[]):
                 self.nets = {backend: build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation,
-                                                backend, hp.dropout).to(device).eval()
+                                                backend, hp.dropout, hp.get("norm", "none")).to(device).eval()
                              for backend in ("manual", "native")}
         return self.nets
 

@@ -21,6 +21,7 @@ class MNISTClassifier(pl.LightningModule):
         loss: cross_entropy on the scores, or mse / bce of sigmoid outputs against one-hot targets (the lecture's).
         backend: "manual" (manual_bp layers) or "native" (the identical torch.nn twin).
         dropout: dropout probability after each hidden activation (0: none).
+        norm: "batch" (BatchNorm1d) or "layer" (LayerNorm) after each hidden Linear, before its activation.
         optimizer: "sgd" (with momentum) or "adam" (AdamW when weight_decay > 0: decoupled decay).
         lr: learning rate (the peak rate for onecycle).
         momentum: SGD momentum (0: plain gradient descent).
@@ -34,13 +35,13 @@ class MNISTClassifier(pl.LightningModule):
     def __init__(self, hidden_sizes: tuple[int, ...] = (800,), activation: Literal["relu", "sigmoid", "tanh"] = "relu",
                  loss: Literal["cross_entropy", "mse", "bce"] = "cross_entropy",
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
-                 optimizer: Literal["sgd", "adam"] = "adam", lr: float = 1e-3, momentum: float = 0.9,
-                 weight_decay: float = 0.0, lr_schedule: Literal["none", "onecycle", "cosine"] = "none",
-                 input_size: int = 784, num_classes: int = 10, cuda_graph: bool = True):
+                 norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
+                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
+                 lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784, num_classes: int = 10, cuda_graph: bool = True):
         super().__init__()
         check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes)
         self.save_hyperparameters()
-        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout)
+        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm)
         # NOTE: manual optimization: the training step's backward may be a graph replay, so the module runs it and
         # then steps the optimizer through Lightning (hooks, step counter and checkpoints stay Lightning's)
         self.automatic_optimization = False

@@ -12,15 +12,20 @@ import manual_bp.nn as mnn
 BACKENDS = {"manual": mnn, "native": torch.nn}
 FUNCTIONALS = {"manual": MF, "native": F}
 ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+NORMS = {"batch": "BatchNorm1d", "layer": "LayerNorm"}
 LOSSES = ("cross_entropy", "mse", "bce")
 
 
-def build_mlp(input_size, hidden_sizes, num_classes, activation="relu", backend="manual", dropout=0.0):
-    """Linear -> activation (-> dropout) for each hidden size, then a Linear to one score per class."""
+def build_mlp(input_size, hidden_sizes, num_classes, activation="relu", backend="manual", dropout=0.0, norm="none"):
+    """Linear (-> batch / layer norm) -> activation (-> dropout) for each hidden size, then a Linear to one score
+    per class."""
     nn = BACKENDS[backend]
     layers, fan_in = [], input_size
     for width in hidden_sizes:
-        layers += [nn.Linear(fan_in, width), getattr(nn, ACTIVATIONS[activation])()]
+        layers.append(nn.Linear(fan_in, width))
+        if norm != "none":
+            layers.append(getattr(nn, NORMS[norm])(width))
+        layers.append(getattr(nn, ACTIVATIONS[activation])())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         fan_in = width
