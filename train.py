@@ -48,7 +48,7 @@ class ManualBPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
         # best-epochNN.ckpt by validation accuracy (for testing) and last.ckpt after each validation ...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+        parser.set_defaults({"checkpoint.monitor": "acc/val", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,
                              "checkpoint.enable_version_counter": False})
         # ... and last.ckpt every N training steps too, so an interrupted run loses at most N steps

@@ -2,6 +2,7 @@
 import pytorch_lightning as pl
 
 import manual_bp.functional as MF
+from models.callbacks import metric_tag
 
 
 class RepeatedBatch:
@@ -28,11 +29,12 @@ class BinaryClassifier(pl.LightningModule):
         inputs, targets = batch
         probability = self.probability(inputs)
         loss = MF.binary_cross_entropy(probability, targets)
-        # NOTE: the tags of every run in this project: {stage}/loss (train/loss_step and train/loss_epoch in training)
-        # and {stage}/acc, an epoch mean
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True)
-        self.log(f"{stage}/acc", ((probability > 0.5).float() == targets).float().mean(), on_step=False,
+        # the tags of every run in this project (models/callbacks.py): loss/train, acc/val, ..., steps/loss
+        self.log(metric_tag("loss", stage), loss, on_step=False, on_epoch=True)
+        self.log(metric_tag("acc", stage), ((probability > 0.5).float() == targets).float().mean(), on_step=False,
                  on_epoch=True, prog_bar=stage == "val")
+        if stage == "train":
+            self.log("steps/loss", loss, on_step=True, on_epoch=False)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -1,11 +1,30 @@
-"""TensorBoard extras as Lightning callbacks: gradient statistics, a live check of the handwritten backward against
-native autograd, and a test report (misclassified digits, confusion matrix, hyperparameters with final metrics)."""
+"""TensorBoard extras: the logger, gradient statistics, a live check of the handwritten backward against native
+autograd, and a test report (misclassified digits, confusion matrix, hyperparameters with the test metrics).
+
+Every run uses one tag scheme, chosen so TensorBoard's Time Series tab (groups sorted by name) opens on the curves:
+`acc/train`, `acc/val`, `loss/train`, `loss/val` (epoch means); `steps/...` (per logged step: loss, learning rate,
+gradient norms, the native gradient check); `test/acc`, `test/loss` (once, at the end).
+"""
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import grad_norm, rank_zero_only
+from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+def metric_tag(metric, stage):
+    """The tag of `metric` ("loss", "acc") at `stage`: acc/train, loss/val, ..., but test/acc (see above)."""
+    return f"test/{metric}" if stage == "test" else f"{metric}/{stage}"
+
+
+class EpochlessTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger without the `epoch` scalar it adds to every logged step (the x axis is the
+    step; `epoch` would be the first card of the Time Series tab)."""
+
+    def log_metrics(self, metrics, step=None):
+        super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
 
 from models.mlp import build_mlp, classification_loss
 
@@ -23,20 +42,23 @@ class GradientStatistics(pl.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step % trainer.log_every_n_steps == 0:
-            pl_module.log_dict(grad_norm(pl_module, norm_type=2))
+            norms = grad_norm(pl_module, norm_type=2)  # {"grad_2.0_norm/<parameter>": ..., "grad_2.0_norm_total": ...}
+            pl_module.log_dict({f"steps/{key.replace('grad_2.0_norm', 'grad_norm')}": value
+                                for key, value in norms.items()})
         writer = tensorboard(trainer)
         if trainer.is_last_batch and writer is not None and trainer.is_global_zero:
             for name, parameter in pl_module.named_parameters():
-                writer.add_histogram(f"weights/{name}", parameter.detach(), trainer.current_epoch)
+                # NOTE: "parameters/...": the group sorts after acc/ and loss/ in the Time Series tab
+                writer.add_histogram(f"parameters/{name}", parameter.detach(), trainer.current_epoch)
                 if parameter.grad is not None:
-                    writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.current_epoch)
+                    writer.add_histogram(f"parameters_grad/{name}", parameter.grad, trainer.current_epoch)
 
 
 class NativeGradientCheck(pl.Callback):
     """Every `every_n_steps`, the gradient of the current batch from the manual layers and from native autograd.
 
     Both are computed on the current weights with dropout off (so the two see the same function), and
-    `grad_check/max_rel_diff` = max over parameters of max|g_manual − g_native| / max|g_native| is logged:
+    `steps/grad_check_max_rel_diff` = max over parameters of max|g_manual − g_native| / max|g_native| is logged:
     a live proof that the handwritten backward is right while the network trains.
     """
 
@@ -70,14 +92,18 @@ class NativeGradientCheck(pl.Callback):
             loss = classification_loss(logits, labels, hp.loss, backend)
             gradients.append(torch.autograd.grad(loss, list(params.values())))
         differences = [(m - n).abs().max() / n.abs().max().clamp(min=1e-30) for m, n in zip(*gradients)]
-        pl_module.log("grad_check/max_rel_diff", torch.stack(differences).max())
+        pl_module.log("steps/grad_check_max_rel_diff", torch.stack(differences).max())
+
+
+# arguments that say where the data are or how fast a step runs, not what is learned: not hyperparameters
+SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
 
 
 class TestReport(pl.Callback):
     """After testing: a grid of misclassified digits (predicted / true), a confusion-matrix image, and the
     hyperparameters of model and data with the final test metrics (TensorBoard's HPARAMS tab)."""
 
-    def __init__(self, max_images: int = 64):
+    def __init__(self, max_images: int = 16):
         self.max_images = max_images
 
     def on_test_epoch_start(self, trainer, pl_module):
@@ -102,41 +128,60 @@ class TestReport(pl.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
-        metrics = {f"hp/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()
-                   if key.startswith("test/")}
-        params = dict(pl_module.hparams)
+        writer = tensorboard(trainer)
+        if writer is None:
+            return
+        params = {key: value for key, value in pl_module.hparams.items() if not key.startswith("_")}
         if trainer.datamodule is not None:
-            params.update({f"data.{key}": value for key, value in trainer.datamodule.hparams.items()})
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(params, metrics)
+            params.update({f"data.{key}": value for key, value in trainer.datamodule.hparams.items()
+                           if not key.startswith("_")})
+        params = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                  for key, value in params.items() if key.split(".")[-1] not in SETTINGS}
+        # test/acc first: the HParams table shows metrics after 5 hyperparameter columns, and a narrow window
+        # cuts the last one off
+        metrics = sorted((key for key in trainer.callback_metrics if key.startswith("test/")),
+                         key=lambda key: key != "test/acc")
+        # NOTE: the HParams tab reads each metric from the run's own scalar of that tag (logged by the test)
+        for summary in hparams_summary(params, dict.fromkeys(metrics, 0.0)):
+            writer.file_writer.add_summary(summary)
+        writer.flush()
+
+
+# NOTE: both figures are drawn at the width of TensorBoard's image card (about 360 px), so they are shown unscaled
+# and their labels stay legible
 
 
 def confusion_figure(matrix):
     """(C, C) counts, rows true class, columns predicted class."""
-    figure = Figure(figsize=(6, 5.5))
+    figure = Figure(figsize=(3.6, 3.6), dpi=100)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix.numpy(), cmap="Blues")
-    figure.colorbar(image, ax=axes)
+    axes.imshow(matrix.numpy(), cmap="Blues")
     classes = range(matrix.shape[0])
-    axes.set(xticks=list(classes), yticks=list(classes), xlabel="predicted", ylabel="true", title="test confusion")
+    axes.set_xticks(list(classes))
+    axes.set_yticks(list(classes))
+    axes.set_xlabel("predicted", fontsize=9)
+    axes.set_ylabel("true", fontsize=9)
+    axes.set_title("test confusion (counts)", fontsize=10)
+    axes.tick_params(labelsize=8)
     threshold = matrix.max().item() / 2
     for true in classes:
         for pred in classes:
             count = int(matrix[true, pred])
-            axes.text(pred, true, count, ha="center", va="center", fontsize=7,
+            axes.text(pred, true, count, ha="center", va="center", fontsize=8 if count < 1000 else 6.5,
                       color="white" if count > threshold else "black")
+    figure.tight_layout()
     return figure
 
 
-def misclassified_figure(wrong):
-    columns = 8
+def misclassified_figure(wrong, columns=4):
+    """Digits with their predicted and (in brackets) true labels."""
     rows = (len(wrong) + columns - 1) // columns
-    figure = Figure(figsize=(columns * 1.2, rows * 1.4))
+    figure = Figure(figsize=(3.6, rows * 0.95 + 0.35), dpi=100)
     for index, (image, predicted, true) in enumerate(wrong):
         axes = figure.add_subplot(rows, columns, index + 1)
         axes.imshow(image.reshape(28, 28).float().numpy(), cmap="gray")
-        axes.set_title(f"pred {predicted} / true {true}", fontsize=7)
+        axes.set_title(f"{predicted} ({true})", fontsize=12, color="tab:red", pad=2)
         axes.axis("off")
+    figure.suptitle("predicted (true)", fontsize=10)
     figure.tight_layout()
     return figure

@@ -5,6 +5,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 
+from models.callbacks import metric_tag
 from models.mlp import build_mlp, classification_loss
 from models.train_step import TrainStep, can_capture
 
@@ -66,10 +67,11 @@ class MNISTClassifier(pl.LightningModule):
             scores, loss = self._scores_and_loss(images, labels)
         preds = scores.argmax(dim=-1)
         batch_size = len(labels)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, sync_dist=True,
-                 batch_size=batch_size)
-        self.log(f"{stage}/acc", (preds == labels).float().mean(), on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=batch_size, prog_bar=stage == "val")
+        self.log(metric_tag("loss", stage), loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+        self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_step=False, on_epoch=True,
+                 sync_dist=True, batch_size=batch_size, prog_bar=stage == "val")
+        if stage == "train":
+            self.log("steps/loss", loss, on_step=True, on_epoch=False)  # written every log_every_n_steps
         return {"loss": loss, "preds": preds}
 
     def training_step(self, batch, batch_idx):
@@ -108,7 +110,7 @@ class MNISTClassifier(pl.LightningModule):
                                                             cycle_momentum=False)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}}
 
 
 def check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes):

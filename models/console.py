@@ -26,8 +26,7 @@ class EpochSummary(pl.Callback):
         metrics = trainer.callback_metrics
         parts = [f"epoch {trainer.current_epoch + 1:>{len(str(trainer.max_epochs))}}/{trainer.max_epochs}"]
         for stage in ("train", "val"):
-            loss = metrics.get(f"{stage}/loss_epoch", metrics.get(f"{stage}/loss"))
-            acc = metrics.get(f"{stage}/acc")
+            loss, acc = metrics.get(f"loss/{stage}"), metrics.get(f"acc/{stage}")
             if loss is not None or acc is not None:
                 parts.append(" ".join([stage] + ([f"loss {float(loss):.4f}"] if loss is not None else [])
                                       + ([f"acc {100 * float(acc):.2f}%"] if acc is not None else [])))

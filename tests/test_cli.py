@@ -27,7 +27,7 @@ def test_no_arguments_resolve_the_default_config(capsys):
     assert config["model"]["class_path"] == "models.classifier.MNISTClassifier"
     assert config["model"]["init_args"]["backend"] == "manual" and config["model"]["init_args"]["hidden_sizes"] == [800]
     assert config["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
-    assert config["checkpoint"]["monitor"] == "val/acc" and config["checkpoint"]["save_last"] is True
+    assert config["checkpoint"]["monitor"] == "acc/val" and config["checkpoint"]["save_last"] is True
     assert config["resume_checkpoint"]["filename"] == "last" and config["resume_checkpoint"]["monitor"] is None
 
 
@@ -67,22 +67,43 @@ def test_invalid_config_fails_before_training_with_a_clear_message(args, message
     assert "Epoch" not in out + err
 
 
+def hparams_of(run_dir):
+    """The hyperparameter names and metric tags that TensorBoard's HParams tab shows for run_dir."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(run_dir))
+    multiplexer.Reload()
+    content = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    experiment = next(metadata.parse_experiment_plugin_data(tags[metadata.EXPERIMENT_TAG])
+                      for tags in content.values() if metadata.EXPERIMENT_TAG in tags)
+    return {"hparams": [info.name for info in experiment.hparam_infos],
+            "metrics": [info.name.tag for info in experiment.metric_infos]}
+
+
 def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     cli = cli_main(cli_args(mnist_slice, tmp_path, "--trainer.log_every_n_steps", "5",
                             "--grad_check.every_n_steps", "10"))
     run_dir = cli.trainer.logger.log_dir
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "histograms": 0, "images": 0}).Reload()
     scalars = events.Tags()["scalars"]
-    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc",
-                "lr-Adam", "grad_check/max_rel_diff", "grad_2.0_norm/net.0.weight", "grad_2.0_norm_total"):
+    for tag in ("loss/train", "acc/train", "loss/val", "acc/val", "test/loss", "test/acc", "steps/loss", "steps/lr",
+                "steps/grad_check_max_rel_diff", "steps/grad_norm/net.0.weight", "steps/grad_norm_total"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     assert 0.5 < events.Scalars("test/acc")[-1].value <= 1.0
-    assert all(0 <= e.value < 1e-4 for e in events.Scalars("grad_check/max_rel_diff"))
-    assert len(events.Scalars("grad_check/max_rel_diff")) >= 4  # 2 epochs x 40 steps, every 10 steps
-    assert {"weights/net.0.weight", "gradients/net.0.weight", "weights/net.2.bias"} <= set(events.Tags()["histograms"])
-    assert len(events.Histograms("weights/net.0.weight")) == 2  # once per epoch
+    assert "epoch" not in scalars  # Lightning's step-wise epoch counter would be the Time Series tab's first card
+    assert all(0 <= e.value < 1e-4 for e in events.Scalars("steps/grad_check_max_rel_diff"))
+    assert len(events.Scalars("steps/grad_check_max_rel_diff")) >= 4  # 2 epochs x 40 steps, every 10 steps
+    histograms = set(events.Tags()["histograms"])
+    assert {"parameters/net.0.weight", "parameters_grad/net.0.weight", "parameters/net.2.bias"} <= histograms
+    assert len(events.Histograms("parameters/net.0.weight")) == 2  # once per epoch
     assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
-    hparams = [path for path in (tmp_path / "mnist").rglob("events.out.tfevents.*")]
-    assert any(b"hp/test_acc" in path.read_bytes() for path in hparams)
+    hparams = hparams_of(run_dir)
+    assert {"hidden_sizes", "lr", "activation", "data.batch_size"} <= set(hparams["hparams"])
+    assert not [key for key in hparams["hparams"] if key.startswith("_") or "._" in key]  # no CLI internals
+    assert hparams["metrics"] == ["test/acc", "test/loss"]  # read from the run's own test scalars, accuracy first
+    tags = scalars + sorted(histograms)  # the Time Series tab: groups sorted by name, the curves first
+    assert sorted({tag.split("/")[0] for tag in tags})[:2] == ["acc", "loss"]
     assert (tmp_path / "mnist" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert "test accuracy:" in capsys.readouterr().out

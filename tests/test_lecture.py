@@ -97,7 +97,7 @@ def test_gradient_descent_recovers_the_centre_and_radius():
     # tolerance 0.05: with a fixed sigmoid slope and no noise the optimum sits a few hundredths off the true circle
     assert abs(radius - 2.0) < 0.05, radius
     assert max(abs(centre[0] - 1.0), abs(centre[1] + 0.5)) < 0.05, centre
-    assert trainer.callback_metrics["val/acc"] > 0.98
+    assert trainer.callback_metrics["acc/val"] > 0.98
 
 
 # 5. Per-sample accumulation equals the vectorised batch
@@ -162,7 +162,7 @@ def test_lecture_config_runs_through_train_py_with_a_picture(config, image_tag, 
                     "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"images": 0}).Reload()
     assert len(events.Images(image_tag)) == epochs
-    assert "val/acc" in events.Tags()["scalars"]
+    assert "acc/val" in events.Tags()["scalars"]
 
 
 # Each lecture run ends by saying what it found against what the lecture says

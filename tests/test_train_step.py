@@ -118,7 +118,7 @@ def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_ever
     assert graph_trainer.global_step == eager_trainer.global_step == graph_hooks == eager_hooks == 45
     tolerance = {"rtol": 0, "atol": 0} if accelerator == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
     torch.testing.assert_close(graph.net.state_dict(), eager.net.state_dict(), **tolerance)
-    for key in ("train/acc", "train/loss_epoch", "grad_check/max_rel_diff", "grad_2.0_norm/net.0.weight"):
+    for key in ("acc/train", "loss/train", "steps/grad_check_max_rel_diff", "steps/grad_norm/net.0.weight"):
         torch.testing.assert_close(graph_trainer.callback_metrics[key], eager_trainer.callback_metrics[key],
                                    **tolerance)
 
@@ -137,4 +137,4 @@ def test_every_loss_and_dropout_train_in_the_step(mnist_slice, accelerator, loss
                                           "optimizer": "sgd", "lr": 0.5, "dropout": 0.2},
                             accelerator=accelerator, max_steps=12, limit_val_batches=0)
     assert (model.train_step.graph is not None) == (accelerator == "cuda") and trainer.global_step == 12
-    assert 0 < float(trainer.callback_metrics["train/loss_epoch"]) < 1
+    assert 0 < float(trainer.callback_metrics["loss/train"]) < 1
