@@ -17,6 +17,7 @@ configs/mnist.yaml is read first, then any --config on top. Any LightningModule 
 in a config (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml)
 run.
 """
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -24,10 +25,13 @@ from typing import Optional
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from cli_errors import concise
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
+from models.console import EpochSummary
+from models.idx import DataFileError, DataNotFoundError
 from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
@@ -36,6 +40,22 @@ RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"
 # NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
 # step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+# Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+HELP = """Without a subcommand: fit, then test the best checkpoint (configs/mnist.yaml, then any --config on top).
+List a class's arguments: --model.help MNISTClassifier, --data.help MNISTDataModule (or the class_path of another).
+Lightning's subcommands: python train.py fit|validate|test|predict --help."""
+
+
+class ConciseParser(LightningArgumentParser):
+    """Errors in one line naming the option (`--help` has the usage), exit status 2."""
+
+    def error(self, message, ex=None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        sys.stderr.write(f"error: {concise(message)}\n(python train.py --help lists the options)\n")
+        sys.exit(2)
 
 
 class ManualBPCLI(LightningCLI):
@@ -64,6 +84,9 @@ class ManualBPCLI(LightningCLI):
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
         parser.add_lightning_class_args(GradientStatistics, "grad_stats")
         parser.add_lightning_class_args(TestReport, "test_report")
+        parser.add_lightning_class_args(EpochSummary, "epoch_summary")
+        # the progress bar on a terminal; in a pipe or a log file only EpochSummary's lines
+        parser.set_defaults({"trainer.enable_progress_bar": sys.stdout.isatty()})
         if self.fit_then_test:  # the fit subcommand has its own --ckpt_path (Trainer.fit's argument)
             parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                                 help="Resume training from this checkpoint (a run's checkpoints/last.ckpt).")
@@ -89,15 +112,20 @@ def cli_main(args=None):
     """`args` instead of the command line (tests); a first argument fit|validate|test|predict runs that subcommand."""
     argv = sys.argv[1:] if args is None else args
     subcommand = bool(argv) and argv[0] in SUBCOMMANDS
-    defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
+    # NOTE: allow_abbrev=False: a misspelt --trainer.max_epoch is an error, not a silent prefix of max_epochs
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "allow_abbrev": False, "description": HELP,
+                "usage": "python train.py [fit|validate|test|predict] [--config FILE] [--section.key VALUE ...]"}
     try:
         cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                          subclass_mode_data=True, args=args, run=subcommand,
+                          subclass_mode_data=True, args=args, run=subcommand, parser_class=ConciseParser,
                           parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
         if not subcommand:
             cli.fit_and_test()
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, DataFileError) as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except DataNotFoundError as error:
+        print(f"error: {error}\n(give the folder with --data.data_dir)", file=sys.stderr)
         sys.exit(1)
     return cli
 

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 import pytorch_lightning as pl
 import torch
 
-from models.idx import DataFileError, download, find_idx_files, missing_message, read_idx
+from models.idx import DataFileError, DataNotFoundError, download, find_idx_files, missing_message, read_idx
 NUM_CLASSES = 10  # the digits 0-9; Fashion-MNIST's ten kinds of clothing
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}  # pixel mean, std of the train set
 
@@ -104,7 +104,7 @@ class MNISTDataModule(pl.LightningDataModule):
     def prepare_data(self):
         if find_idx_files(self.hparams.data_dir, self.hparams.dataset) is None:
             if not self.hparams.download:
-                raise FileNotFoundError(missing_message(self.hparams.data_dir, self.hparams.dataset)
+                raise DataNotFoundError(missing_message(self.hparams.data_dir, self.hparams.dataset)
                                         + " (download=False)")
             download(self.hparams.data_dir, self.hparams.dataset)
 
@@ -112,7 +112,7 @@ class MNISTDataModule(pl.LightningDataModule):
         """{"train" | "val" | "test": (images (N, 28, 28) normalised float32, labels (N,) int64)} on the CPU."""
         files = find_idx_files(self.hparams.data_dir, self.hparams.dataset)
         if files is None:
-            raise FileNotFoundError(missing_message(self.hparams.data_dir, self.hparams.dataset))
+            raise DataNotFoundError(missing_message(self.hparams.data_dir, self.hparams.dataset))
         mean, std = NORMALIZATION[self.hparams.dataset]
         tensors = {}
         for part in ("train", "test"):

@@ -6,6 +6,7 @@ names the folder and the four files expected.
 """
 import gzip
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -61,16 +62,26 @@ def read_idx(path, dims):
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(shape)
 
 
+class DataNotFoundError(FileNotFoundError):
+    """The four files are not in the folder and could not be downloaded; the message names folder and files."""
+
+
 def download(data_dir, dataset):
-    """torchvision's download into data_dir/<MNIST|FashionMNIST>/raw; a clear error when it cannot."""
+    """torchvision's download into data_dir/<MNIST|FashionMNIST>/raw; a clear error when it cannot, and then no
+    folder left behind that the attempt created."""
     from torchvision import datasets
 
     cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
+    raw = Path(data_dir) / TORCHVISION_FOLDERS[dataset] / "raw"
+    new_folders = [folder for folder in (raw, raw.parent, Path(data_dir)) if not folder.exists()]
     try:
         for train in (True, False):
             cls(str(data_dir), train=train, download=True)
     except Exception as error:  # urllib, socket, HTTP and checksum errors alike
-        raise FileNotFoundError(missing_message(data_dir, dataset) + f"; the download failed: {error}") from error
+        for folder in new_folders:  # innermost first; partial downloads inside go with them
+            shutil.rmtree(folder, ignore_errors=True)
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise DataNotFoundError(missing_message(data_dir, dataset) + f"; the download failed: {reason}") from error
 
 
 def missing_message(data_dir, dataset):

@@ -65,7 +65,24 @@ def test_failed_download_gives_a_clear_error_not_a_hang(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "MNIST", offline)
     with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.*the download failed: .*no network"):
-        MNISTDataModule(str(tmp_path), download=True).prepare_data()
+        MNISTDataModule(str(tmp_path / "new" / "data"), download=True).prepare_data()
+    assert not (tmp_path / "new" / "data").exists()  # a failed attempt leaves no folder it made
+
+
+def test_a_failed_download_removes_the_folders_it_created_and_only_those(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def half_then_offline(root, **kwargs):
+        (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)  # as torchvision does first
+        (tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+        raise urllib.error.URLError("no network")
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.txt").write_text("the user's")
+    monkeypatch.setattr(datasets, "MNIST", half_then_offline)
+    with pytest.raises(FileNotFoundError):
+        MNISTDataModule(str(tmp_path / "data"), download=True).prepare_data()
+    assert [path.name for path in (tmp_path / "data").iterdir()] == ["mine.txt"]
 
 
 @pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
