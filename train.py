@@ -28,6 +28,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
+from models.checkpoints import CheckpointWriteError
 from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
@@ -55,6 +56,8 @@ class ManualBPCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
         parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 100,
                              "resume_checkpoint.enable_version_counter": False})
+        # every checkpoint written beside its final name, fsynced, then renamed onto it: never a torn file
+        parser.set_defaults({"trainer.plugins": [{"class_path": "models.checkpoints.AtomicCheckpointIO"}]})
         parser.add_lightning_class_args(RandomState, "random_state")
         parser.add_lightning_class_args(GracefulInterrupt, "graceful_interrupt")
         parser.set_defaults({"graceful_interrupt.resume_command": RESUME_COMMAND})
@@ -96,7 +99,7 @@ def cli_main(args=None):
                           parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
         if not subcommand:
             cli.fit_and_test()
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     return cli
