@@ -1,6 +1,7 @@
-"""Checkpoints on disk: written so that a checkpoint's name only ever holds a complete file.
+"""Checkpoints on disk: written so that a checkpoint's name only ever holds a complete file, read with clear errors.
 
-`AtomicCheckpointIO` is a Lightning `CheckpointIO` plugin (`Trainer(plugins=[AtomicCheckpointIO()])`).
+`AtomicCheckpointIO` is a Lightning `CheckpointIO` plugin (`Trainer(plugins=[AtomicCheckpointIO()])`); the readers
+below load with `weights_only=True` (no code in a file runs) and turn a damaged file into one clear error.
 """
 import errno
 import io
@@ -14,6 +15,10 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (e.g. the disk is full); the message names the folder and the size."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A file that should hold a checkpoint cannot be read as one (truncated, empty, overwritten)."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -65,3 +70,39 @@ def sync_folder(folder):
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def read_checkpoint(path):
+    """The Lightning checkpoint at path (on the CPU, `weights_only=True`); DamagedCheckpointError if it is not one.
+
+    NOTE: torch's own errors are not repeated: for a file of random bytes they advise `weights_only=False`, which
+    would run whatever code the file holds.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:  # missing, unreadable: not a damaged file
+        raise
+    except Exception as error:  # a truncated zip, random bytes, an empty file: each fails differently inside torch
+        raise DamagedCheckpointError(f"{path} is damaged: it cannot be read as a checkpoint (truncated, empty or "
+                                     "overwritten)") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= checkpoint.keys():
+        raise DamagedCheckpointError(f"{path} is damaged: it holds no Lightning checkpoint (no state_dict or "
+                                     "global_step)")
+    return checkpoint
+
+
+def newest_good_checkpoint(folder, skip=None):
+    """(path, global step) of the readable checkpoint of folder (*.ckpt) trained furthest, or None."""
+    newest = None
+    for candidate in Path(folder).glob("*.ckpt"):
+        if skip is not None and candidate == Path(skip):
+            continue
+        try:
+            step = read_checkpoint(candidate)["global_step"]
+        except (OSError, DamagedCheckpointError):
+            continue
+        key = (step, candidate.stat().st_mtime)
+        if newest is None or key > newest[0]:
+            newest = (key, candidate)
+    return None if newest is None else (newest[1], newest[0][0])

@@ -15,25 +15,38 @@ from train import cli_main
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
 EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a step of this net takes ~1 ms)
+INTERRUPT_AFTER = 45  # steps: past the validation of epoch 0, the best epoch of run_args
+SAVE_EVERY = 8  # steps; NOTE: a divisor of all 400, so that last.ckpt holds the final weights (tested)
 
 
 def run_args(mnist_slice, save_dir, name):
-    """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too."""
+    """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too.
+
+    NOTE: its "best" checkpoint is the one of lowest validation accuracy, epoch 0's, so every interruption below
+    comes after the best epoch has passed: only if ModelCheckpoint's bookkeeping survives the resume does the final
+    test use the same checkpoint as the uninterrupted run.
+    """
     return cli_args(mnist_slice, save_dir, "--data.batch_size", "64", "--data.max_shift", "1",
                     "--model.hidden_sizes", "[64]", "--model.dropout", "0.2", "--trainer.max_epochs", str(EPOCHS),
-                    "--resume_checkpoint.every_n_train_steps", "7", name=name)
+                    "--resume_checkpoint.every_n_train_steps", str(SAVE_EVERY), "--checkpoint.mode", "min",
+                    name=name)
 
 
 def checkpoint_step(path):
     try:
-        return torch.load(path, weights_only=False)["global_step"]
+        return torch.load(path, weights_only=True)["global_step"]
     except Exception:  # not written yet
         return -1
 
 
-def final_weights_and_test_accuracy(run_dir, output):
-    weights = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    return weights, re.search(r"test accuracy: ([\d.]+)%", output).group(1)
+def final_results(run_dir, output):
+    """The final weights, the test metrics as Lightning prints them (every digit) and the checkpoint tested."""
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    weights = last["state_dict"]
+    metrics = dict(re.findall(r"^\s*(test/\w+)\s+([-\d.e]+)\s*$", output, re.MULTILINE))
+    tested = re.search(r"test accuracy: [\d.]+%  \((\S+)\)", output).group(1)
+    return weights, metrics, tested
 
 
 @pytest.fixture(scope="module")
@@ -42,41 +55,49 @@ def uninterrupted(mnist_slice, tmp_path_factory):
     done = subprocess.run([sys.executable, "train.py", *run_args(mnist_slice, save_dir, "run")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return final_weights_and_test_accuracy(save_dir / "run" / "version_0", done.stdout)
+    weights, metrics, tested = final_results(save_dir / "run" / "version_0", done.stdout)
+    assert Path(tested).name == "best-epoch00.ckpt" and set(metrics) == {"test/acc", "test/loss"}
+    return weights, metrics, Path(tested).relative_to(save_dir)
 
 
 def interrupt_then_resume(mnist_slice, tmp_path, send_signal):
-    """Start a run, signal it once its resume checkpoint is past step 30 (mid-epoch), then resume it as documented."""
+    """Start a run, signal it once its resume checkpoint is past INTERRUPT_AFTER, then resume it as documented."""
     process = subprocess.Popen([sys.executable, "train.py", *run_args(mnist_slice, tmp_path, "run")], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
-    while checkpoint_step(last) < 30 and process.poll() is None and time.monotonic() < deadline:
+    while checkpoint_step(last) < INTERRUPT_AFTER and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(send_signal)
     _, stderr = process.communicate(timeout=120)
     step = checkpoint_step(last)
-    assert 30 <= step < EPOCHS * STEPS_PER_EPOCH, f"the run was not interrupted mid-training (step {step})\n{stderr}"
+    assert INTERRUPT_AFTER <= step < EPOCHS * STEPS_PER_EPOCH, f"not interrupted mid-training (step {step})\n{stderr}"
     resumed = subprocess.run([sys.executable, "train.py", "--config", str(last.parents[1] / "config.yaml"),
                               "--ckpt_path", str(last)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return process.returncode, stderr, step, final_weights_and_test_accuracy(tmp_path / "run" / "version_1",
-                                                                               resumed.stdout)
+    assert [path.name for path in (tmp_path / "run").iterdir()] == ["version_0"]  # continued in its own folder
+    weights, metrics, tested = final_results(last.parents[1], resumed.stdout)
+    return process.returncode, stderr, step, (weights, metrics, Path(tested).relative_to(tmp_path))
+
+
+def assert_same_result(resumed, uninterrupted):
+    """Bit for bit: the final weights, the test metrics and the checkpoint they were measured on."""
+    torch.testing.assert_close(resumed[0], uninterrupted[0], rtol=0, atol=0)
+    assert resumed[1:] == uninterrupted[1:]
 
 
 def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mnist_slice, tmp_path, uninterrupted):
-    returncode, _, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
+    returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
     print(f"killed, resumed from step {step} (epoch {step // STEPS_PER_EPOCH}, batch {step % STEPS_PER_EPOCH})")
-    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
-    assert accuracy == uninterrupted[1]
+    assert_same_result(result, uninterrupted)
 
 
 def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted):
-    returncode, stderr, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGINT)
-    assert returncode == 1 and "resume with:" in stderr and "Traceback" not in stderr
-    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
-    assert accuracy == uninterrupted[1]
+    returncode, stderr, step, result = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGINT)
+    assert returncode == 1 and "Traceback" not in stderr
+    assert f"saved {tmp_path}/run/version_0/checkpoints/last.ckpt at step {step}; resume with:" in stderr
+    assert_same_result(result, uninterrupted)
 
 
 def quick_args(mnist_slice, save_dir, *extra):
