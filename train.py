@@ -9,7 +9,7 @@
 
 Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints
 (checkpoints/last.ckpt every 100 steps and with each new best, best-epochNN.ckpt by validation accuracy).
-Resume an interrupted run (Ctrl-C, a crash, a kill) in its own folder, with the exact same result as an
+Resume an interrupted run (Ctrl-C, SIGTERM, a crash, a kill) in its own folder, with the exact same result as an
 uninterrupted one:
 
     python train.py --config runs/<name>/version_<n>/config.yaml --ckpt_path runs/<name>/version_<n>/checkpoints/last.ckpt
@@ -29,6 +29,7 @@ from typing import Optional
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
@@ -220,6 +221,9 @@ def cli_main(args=None):
     except (NonFiniteLossError, CheckpointWriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except SIGTERMException:  # Lightning's own SIGTERM handling (outside the training steps) exits with status 0
+        print("error: stopped by SIGTERM outside the training steps (nothing more was saved)", file=sys.stderr)
+        sys.exit(143)
     return cli
 
 

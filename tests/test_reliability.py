@@ -1,4 +1,5 @@
 """Nothing lost when training is interrupted; deterministic runs; a diverging run stops with a clear message."""
+import os
 import re
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from tests.conftest import cli_args
@@ -93,11 +95,94 @@ def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mn
     assert_same_result(result, uninterrupted)
 
 
-def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted):
-    returncode, stderr, step, result = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGINT)
-    assert returncode == 1 and "Traceback" not in stderr
+@pytest.mark.parametrize("send_signal,status", [(signal.SIGINT, 1), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted,
+                                                                     send_signal, status):
+    returncode, stderr, step, result = interrupt_then_resume(mnist_slice, tmp_path, send_signal)
+    assert returncode == status and "Traceback" not in stderr
     assert f"saved {tmp_path}/run/version_0/checkpoints/last.ckpt at step {step}; resume with:" in stderr
     assert_same_result(result, uninterrupted)
+
+
+def live_processes(group):
+    """The processes of a process group that have not exited (zombies left to a reaper do not count)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):  # exited meanwhile
+            continue
+        if int(pgrp) == group and state != "Z":
+            alive.append(stat.parent.name)
+    return alive
+
+
+def test_under_ddp_sigterm_to_rank_0_or_ctrl_c_to_all_stops_every_rank_with_a_resumable_checkpoint(mnist_slice,
+                                                                                                  tmp_path):
+    args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "512", "--data.batch_size", "32",
+                    "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                    "--trainer.max_epochs", "8", "--resume_checkpoint.every_n_train_steps", "5", name="run")
+    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    resume = ["--config", str(last.parents[1] / "config.yaml"), "--ckpt_path", str(last)]
+    # 8 steps an epoch of 2 x 32 digits, 64 in all; the ranks agree on whether to stop every 10th step
+    for arguments, after, send, status in (
+        (args, 15, lambda process: os.kill(process.pid, signal.SIGTERM), 143),  # a scheduler: to rank 0 alone
+        (resume, 35, lambda process: os.killpg(process.pid, signal.SIGINT), 1),  # a terminal: to every process
+    ):
+        process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while checkpoint_step(last) < after and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        send(process)
+        _, stderr = process.communicate(timeout=120)
+        step = checkpoint_step(last)
+        assert process.returncode == status, stderr[-3000:]
+        assert after < step < 64 and step % 10 == 0, step  # every rank stopped after the same, agreed batch
+        assert stderr.count("resume with:") == 1 and f"at step {step}; resume with:" in stderr, stderr[-3000:]
+        assert "Traceback" not in stderr
+        deadline = time.monotonic() + 30
+        while live_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not live_processes(process.pid), "a rank outlived the run"
+    done = subprocess.run([sys.executable, "train.py", *resume], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert checkpoint_step(last) == 64 and "test accuracy:" in done.stdout
+
+
+class SigtermDuringTest(pl.Callback):
+    """Sends its own process SIGTERM after the first test batch, as a scheduler may at any moment."""
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SigtermInTheLastValidation(pl.Callback):
+    """Sends its own process SIGTERM in the last validation: after the last training step, before the test."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.current_epoch == trainer.max_epochs - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_after_the_training_steps_exits_143_not_0(mnist_slice, tmp_path):
+    for callback, message in (
+        ("SigtermInTheLastValidation", "training had ended (step 10), not the test; resume with:"),
+        ("SigtermDuringTest", "error: stopped by SIGTERM outside the training steps (nothing more was saved)\n"),
+    ):
+        args = quick_args(mnist_slice, tmp_path / callback, "--data.eval_batch_size", "250",
+                          f"--trainer.callbacks+=tests.test_reliability.{callback}")
+        done = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 143, done.stderr[-3000:]
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    run_dir = tmp_path / "SigtermInTheLastValidation" / "mnist" / "version_0"
+    resumed = subprocess.run([sys.executable, "train.py", "--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                              str(run_dir / "checkpoints" / "last.ckpt")], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0 and "test accuracy:" in resumed.stdout, resumed.stderr[-3000:]
 
 
 def quick_args(mnist_slice, save_dir, *extra):
