@@ -112,6 +112,13 @@ class MNISTClassifier(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}}
 
+    def on_save_checkpoint(self, checkpoint):
+        # NOTE: a schedule spans the steps the trainer's limits planned at the start; a resume with other limits
+        # would step past its end (OneCycleLR raises) or stop short of it, so the checkpoint says what was planned
+        if self.hparams.lr_schedule != "none":
+            checkpoint["schedule_limits"] = {"lr_schedule": self.hparams.lr_schedule,
+                                             "max_epochs": self.trainer.max_epochs, "max_steps": self.trainer.max_steps}
+
 
 def check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes):
     """Reject impossible values before anything is built, naming the argument, the expected and the given."""

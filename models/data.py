@@ -125,6 +125,13 @@ class MNISTDataModule(pl.LightningDataModule):
                 raise DataFileError(f"{files[f'{part}_labels']}: label {int(labels[bad[0]])} at index {int(bad[0])} "
                                     f"is not a class 0-{NUM_CLASSES - 1} ({len(bad)} such labels)")
             tensors[part] = ((images.float() / 255 - mean) / std, labels.long())
+        # NOTE: MNIST and Fashion-MNIST hold 60,000 training and 10,000 test images; smaller slices are fine (tests),
+        # a training file smaller than the test file means the two were swapped
+        train_count, test_count = len(tensors["train"][1]), len(tensors["test"][1])
+        if train_count < test_count:
+            raise DataFileError(f"the training file {files['train_images']} holds {train_count} images, fewer than "
+                                f"the test file {files['test_images']} ({test_count}): are the two swapped? "
+                                f"({self.hparams.dataset} has 60,000 training and 10,000 test images)")
         images, labels = tensors["train"]
         if self.hparams.val_size >= len(labels):
             raise ValueError(f"val_size must be < {len(labels)} training images, got {self.hparams.val_size}")

@@ -1,6 +1,8 @@
-"""Callbacks that keep a run safe: resumable Ctrl-C, random state in checkpoints, and a stop on non-finite loss."""
+"""Callbacks that keep a run safe: resumable Ctrl-C and SIGTERM, random state in checkpoints, a stop on non-finite
+loss."""
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -37,8 +39,12 @@ class RandomState(pl.Callback):
 
 
 class GracefulInterrupt(pl.Callback):
-    """Ctrl-C (SIGINT) during training: finish the current batch, write the resume checkpoint, print how to resume,
-    then stop as Lightning stops on KeyboardInterrupt. A second Ctrl-C interrupts at once.
+    """Ctrl-C (SIGINT) or SIGTERM (what schedulers such as SLURM or Kubernetes send before a kill) during training:
+    finish the current batch, write the resume checkpoint, print how to resume, then stop: exit status 1 after
+    Ctrl-C (Lightning's own KeyboardInterrupt path), 143 = 128 + 15 after SIGTERM. A second Ctrl-C stops at once.
+
+    Under DDP every rank takes the same path: the ranks agree (every 10th step) on whether any of them received a
+    signal, all write the checkpoint together (rank 0 writes the file) and all stop after the same batch.
 
     Args:
         resume_command: how to resume, printed after saving; "{config}" (the run's config.yaml) and
@@ -47,46 +53,70 @@ class GracefulInterrupt(pl.Callback):
 
     def __init__(self, resume_command: str = "--ckpt_path {checkpoint}"):
         self.resume_command = resume_command
-        self.requested = False
-        self.previous_handler = None
+        self.received = 0  # the signal received and not yet acted on (0: none)
+        self.previous_handlers = {}
+        self.announce = True  # print on receiving (rank 0 only)
 
-    def _request(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self.previous_handler)  # a second Ctrl-C: the usual KeyboardInterrupt
-        print("\nCtrl-C: stopping after this batch and saving a checkpoint (Ctrl-C again to stop at once)",
-              file=sys.stderr)
+    def _receive(self, signum, frame):
+        self.received = max(self.received, signum)
+        again = ""
+        if signum == signal.SIGINT:  # a second Ctrl-C: the usual KeyboardInterrupt
+            signal.signal(signal.SIGINT, self.previous_handlers.pop(signal.SIGINT, signal.default_int_handler))
+            again = " (Ctrl-C again to stop at once)"
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name}: stopping after this batch and saving a checkpoint{again}",
+                  file=sys.stderr)
 
     def on_train_start(self, trainer, pl_module):
-        if trainer.is_global_zero and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous_handler = signal.signal(signal.SIGINT, self._request)
-
-    def on_train_end(self, trainer, pl_module):
-        self._restore()
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.announce = trainer.is_global_zero
+        # NOTE: on every rank (a terminal's Ctrl-C reaches them all, a scheduler's SIGTERM may reach one). The
+        # SIGTERM handler replaces Lightning's for the training loop: Lightning's broadcasts to the other ranks from
+        # inside the handler, wherever each rank happens to be, and then ends the run with exit status 0.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, self._receive)
+        self.previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._receive)
 
     def on_exception(self, trainer, pl_module, exception):
         self._restore()
 
     def _restore(self):
-        if self.previous_handler is not None:
-            signal.signal(signal.SIGINT, self.previous_handler)
-            self.previous_handler = None
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+        self.previous_handlers = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        requested = self.requested
-        if trainer.world_size > 1:
-            # every rank must stop at the same batch; NOTE: agreeing costs a collective, so only every 10th step
-            if trainer.global_step % 10:
-                return
-            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
-        if not requested:
+        # NOTE: agreeing costs a collective, so under DDP only every 10th step
+        if trainer.world_size == 1 or trainer.global_step % 10 == 0:
+            self._stop_if_received(trainer, pl_module, save=True)
+
+    def on_train_end(self, trainer, pl_module):
+        # a signal after the last agreement: training has ended and only the test is left; resuming from last.ckpt
+        # repeats the steps since it was written (at most every_n_train_steps), bit for bit
+        self._stop_if_received(trainer, pl_module, save=False)
+        self._restore()
+
+    def _stop_if_received(self, trainer, pl_module, save):
+        received = self.received
+        if trainer.world_size > 1:  # the largest signal number of any rank: SIGTERM (15) over SIGINT (2)
+            received = int(trainer.strategy.reduce(torch.tensor(received, device=pl_module.device), reduce_op="max"))
+        if not received:
             return
-        path = resume_checkpoint_path(trainer) or Path(trainer.log_dir or ".") / "checkpoints" / "last.ckpt"
-        trainer.save_checkpoint(path)
+        self.received = 0
+        run_dir = Path(trainer.log_dir or ".")  # NOTE: on every rank: under DDP reading log_dir is a collective
+        path = resume_checkpoint_path(trainer) or run_dir / "checkpoints" / "last.ckpt"
+        if save:
+            trainer.save_checkpoint(path)
         if trainer.is_global_zero:
-            config = Path(trainer.log_dir or ".") / "config.yaml"
+            config = run_dir / "config.yaml"
             command = self.resume_command.format(config=config, checkpoint=path)
-            print(f"saved {path} at step {trainer.global_step}; resume with:\n  {command}", file=sys.stderr)
-        raise KeyboardInterrupt
+            step = trainer.global_step
+            done = f"saved {path} at step {step}" if save else f"training had ended (step {step}), not the test"
+            print(f"{done}; resume with:\n  {command}", file=sys.stderr)
+        if received == signal.SIGINT:
+            raise KeyboardInterrupt  # Lightning: on_exception hooks, teardown, exit status 1
+        raise SystemExit(128 + received)  # as a shell reports a process ended by that signal
 
 
 class StopOnNonFinite(pl.Callback):

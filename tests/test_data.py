@@ -189,3 +189,16 @@ def test_a_label_outside_0_9_is_refused_when_the_files_are_read(tmp_path, mnist_
     write_idx(folder / f"{IDX_FILES['train_labels']}.gz", labels)
     with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte.gz: label 12 at index 17 is not a class 0-9"):
         loaded(folder)
+
+
+def test_swapped_train_and_test_files_are_refused_naming_both(tmp_path, mnist_slice):
+    folder = tmp_path / "swapped"
+    folder.mkdir()
+    for part, other in (("train", "test"), ("test", "train")):
+        for kind in ("images", "labels"):
+            name, swapped = IDX_FILES[f"{part}_{kind}"], IDX_FILES[f"{other}_{kind}"]
+            shutil.copy(mnist_slice / f"{name}.gz", folder / f"{swapped}.gz")
+    with pytest.raises(DataFileError, match=r"the training file .*train-images-idx3-ubyte.gz holds 1000 images, "
+                                            r"fewer than the test file .*t10k-images-idx3-ubyte.gz \(3000\): are the "
+                                            r"two swapped"):
+        loaded(folder)

@@ -1,4 +1,5 @@
 """Nothing lost when training is interrupted; deterministic runs; a diverging run stops with a clear message."""
+import os
 import re
 import signal
 import subprocess
@@ -6,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import fsspec.implementations.local
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from tests.conftest import cli_args
@@ -16,25 +17,38 @@ from train import cli_main
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
 EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a step of this net takes ~1 ms)
+INTERRUPT_AFTER = 45  # steps: past the validation of epoch 0, the best epoch of run_args
+SAVE_EVERY = 8  # steps; NOTE: a divisor of all 400, so that last.ckpt holds the final weights (tested)
 
 
 def run_args(mnist_slice, save_dir, name):
-    """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too."""
+    """A small but real run: dropout and random shifts draw random numbers, so a resume must restore them too.
+
+    NOTE: its "best" checkpoint is the one of lowest validation accuracy, epoch 0's, so every interruption below
+    comes after the best epoch has passed: only if ModelCheckpoint's bookkeeping survives the resume does the final
+    test use the same checkpoint as the uninterrupted run.
+    """
     return cli_args(mnist_slice, save_dir, "--data.batch_size", "64", "--data.max_shift", "1",
                     "--model.hidden_sizes", "[64]", "--model.dropout", "0.2", "--trainer.max_epochs", str(EPOCHS),
-                    "--resume_checkpoint.every_n_train_steps", "7", name=name)
+                    "--resume_checkpoint.every_n_train_steps", str(SAVE_EVERY), "--checkpoint.mode", "min",
+                    name=name)
 
 
 def checkpoint_step(path):
     try:
-        return torch.load(path, weights_only=False)["global_step"]
+        return torch.load(path, weights_only=True)["global_step"]
     except Exception:  # not written yet
         return -1
 
 
-def final_weights_and_test_accuracy(run_dir, output):
-    weights = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    return weights, re.search(r"test accuracy: ([\d.]+)%", output).group(1)
+def final_results(run_dir, output):
+    """The final weights, the test metrics as Lightning prints them (every digit) and the checkpoint tested."""
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    weights = last["state_dict"]
+    metrics = dict(re.findall(r"^\s*(test/\w+)\s+([-\d.e]+)\s*$", output, re.MULTILINE))
+    tested = re.search(r"test accuracy: [\d.]+%  \((\S+)\)", output).group(1)
+    return weights, metrics, tested
 
 
 @pytest.fixture(scope="module")
@@ -43,41 +57,132 @@ def uninterrupted(mnist_slice, tmp_path_factory):
     done = subprocess.run([sys.executable, "train.py", *run_args(mnist_slice, save_dir, "run")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return final_weights_and_test_accuracy(save_dir / "run" / "version_0", done.stdout)
+    weights, metrics, tested = final_results(save_dir / "run" / "version_0", done.stdout)
+    assert Path(tested).name == "best-epoch00.ckpt" and set(metrics) == {"test/acc", "test/loss"}
+    return weights, metrics, Path(tested).relative_to(save_dir)
 
 
 def interrupt_then_resume(mnist_slice, tmp_path, send_signal):
-    """Start a run, signal it once its resume checkpoint is past step 30 (mid-epoch), then resume it as documented."""
+    """Start a run, signal it once its resume checkpoint is past INTERRUPT_AFTER, then resume it as documented."""
     process = subprocess.Popen([sys.executable, "train.py", *run_args(mnist_slice, tmp_path, "run")], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
-    while checkpoint_step(last) < 30 and process.poll() is None and time.monotonic() < deadline:
+    while checkpoint_step(last) < INTERRUPT_AFTER and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(send_signal)
     _, stderr = process.communicate(timeout=120)
     step = checkpoint_step(last)
-    assert 30 <= step < EPOCHS * STEPS_PER_EPOCH, f"the run was not interrupted mid-training (step {step})\n{stderr}"
+    assert INTERRUPT_AFTER <= step < EPOCHS * STEPS_PER_EPOCH, f"not interrupted mid-training (step {step})\n{stderr}"
     resumed = subprocess.run([sys.executable, "train.py", "--config", str(last.parents[1] / "config.yaml"),
                               "--ckpt_path", str(last)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return process.returncode, stderr, step, final_weights_and_test_accuracy(tmp_path / "run" / "version_1",
-                                                                               resumed.stdout)
+    assert [path.name for path in (tmp_path / "run").iterdir()] == ["version_0"]  # continued in its own folder
+    weights, metrics, tested = final_results(last.parents[1], resumed.stdout)
+    return process.returncode, stderr, step, (weights, metrics, Path(tested).relative_to(tmp_path))
+
+
+def assert_same_result(resumed, uninterrupted):
+    """Bit for bit: the final weights, the test metrics and the checkpoint they were measured on."""
+    torch.testing.assert_close(resumed[0], uninterrupted[0], rtol=0, atol=0)
+    assert resumed[1:] == uninterrupted[1:]
 
 
 def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mnist_slice, tmp_path, uninterrupted):
-    returncode, _, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
+    returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
     print(f"killed, resumed from step {step} (epoch {step // STEPS_PER_EPOCH}, batch {step % STEPS_PER_EPOCH})")
-    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
-    assert accuracy == uninterrupted[1]
+    assert_same_result(result, uninterrupted)
 
 
-def test_ctrl_c_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted):
-    returncode, stderr, step, (weights, accuracy) = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGINT)
-    assert returncode == 1 and "resume with:" in stderr and "Traceback" not in stderr
-    torch.testing.assert_close(weights, uninterrupted[0], rtol=0, atol=0)
-    assert accuracy == uninterrupted[1]
+@pytest.mark.parametrize("send_signal,status", [(signal.SIGINT, 1), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted,
+                                                                     send_signal, status):
+    returncode, stderr, step, result = interrupt_then_resume(mnist_slice, tmp_path, send_signal)
+    assert returncode == status and "Traceback" not in stderr
+    assert f"saved {tmp_path}/run/version_0/checkpoints/last.ckpt at step {step}; resume with:" in stderr
+    assert_same_result(result, uninterrupted)
+
+
+def live_processes(group):
+    """The processes of a process group that have not exited (zombies left to a reaper do not count)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):  # exited meanwhile
+            continue
+        if int(pgrp) == group and state != "Z":
+            alive.append(stat.parent.name)
+    return alive
+
+
+def test_under_ddp_sigterm_to_rank_0_or_ctrl_c_to_all_stops_every_rank_with_a_resumable_checkpoint(mnist_slice,
+                                                                                                  tmp_path):
+    args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "512", "--data.batch_size", "32",
+                    "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                    "--trainer.max_epochs", "8", "--resume_checkpoint.every_n_train_steps", "5", name="run")
+    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    resume = ["--config", str(last.parents[1] / "config.yaml"), "--ckpt_path", str(last)]
+    # 8 steps an epoch of 2 x 32 digits, 64 in all; the ranks agree on whether to stop every 10th step
+    for arguments, after, send, status in (
+        (args, 15, lambda process: os.kill(process.pid, signal.SIGTERM), 143),  # a scheduler: to rank 0 alone
+        (resume, 35, lambda process: os.killpg(process.pid, signal.SIGINT), 1),  # a terminal: to every process
+    ):
+        process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while checkpoint_step(last) < after and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        send(process)
+        _, stderr = process.communicate(timeout=120)
+        step = checkpoint_step(last)
+        assert process.returncode == status, stderr[-3000:]
+        assert after < step < 64 and step % 10 == 0, step  # every rank stopped after the same, agreed batch
+        assert stderr.count("resume with:") == 1 and f"at step {step}; resume with:" in stderr, stderr[-3000:]
+        assert "Traceback" not in stderr
+        deadline = time.monotonic() + 30
+        while live_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not live_processes(process.pid), "a rank outlived the run"
+    done = subprocess.run([sys.executable, "train.py", *resume], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert checkpoint_step(last) == 64 and "test accuracy:" in done.stdout
+
+
+class SigtermDuringTest(pl.Callback):
+    """Sends its own process SIGTERM after the first test batch, as a scheduler may at any moment."""
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SigtermInTheLastValidation(pl.Callback):
+    """Sends its own process SIGTERM in the last validation: after the last training step, before the test."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.current_epoch == trainer.max_epochs - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_after_the_training_steps_exits_143_not_0(mnist_slice, tmp_path):
+    for callback, message in (
+        ("SigtermInTheLastValidation", "training had ended (step 10), not the test; resume with:"),
+        ("SigtermDuringTest", "error: stopped by SIGTERM outside the training steps (nothing more was saved)\n"),
+    ):
+        args = quick_args(mnist_slice, tmp_path / callback, "--data.eval_batch_size", "250",
+                          f"--trainer.callbacks+=tests.test_reliability.{callback}")
+        done = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 143, done.stderr[-3000:]
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    run_dir = tmp_path / "SigtermInTheLastValidation" / "mnist" / "version_0"
+    resumed = subprocess.run([sys.executable, "train.py", "--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                              str(run_dir / "checkpoints" / "last.ckpt")], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0 and "test accuracy:" in resumed.stdout, resumed.stderr[-3000:]
 
 
 def quick_args(mnist_slice, save_dir, *extra):
@@ -95,25 +200,6 @@ def test_same_config_and_seed_give_identical_metrics_and_weights_and_never_overw
         assert first.trainer.callback_metrics[key].item() == second.trainer.callback_metrics[key].item(), key
     assert first.trainer.checkpoint_callback.best_model_score == second.trainer.checkpoint_callback.best_model_score
     torch.testing.assert_close(first.model.state_dict(), second.model.state_dict(), rtol=0, atol=0)
-
-
-def test_a_crash_while_saving_never_corrupts_the_existing_checkpoint(mnist_slice, tmp_path, monkeypatch):
-    cli = cli_main(quick_args(mnist_slice, tmp_path, "--trainer.max_epochs", "1"))
-    path = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
-    before = path.read_bytes()
-    original_write = fsspec.implementations.local.LocalFileOpener.write
-
-    def crash_halfway(self, data):
-        original_write(self, data[: len(data) // 2])
-        raise OSError("disk full (simulated)")
-
-    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", crash_halfway)
-    with torch.no_grad():
-        cli.model.net[0].weight.add_(1.0)  # a different state, so a torn write would show
-    with pytest.raises(OSError, match="simulated"):
-        cli.trainer.save_checkpoint(path)
-    assert path.read_bytes() == before
-    assert torch.load(path, weights_only=False)["global_step"] == 5  # 640 digits in batches of 128
 
 
 def test_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(mnist_slice, tmp_path,

@@ -1,0 +1,108 @@
+"""Checkpoints on disk: written so that a checkpoint's name only ever holds a complete file, read with clear errors.
+
+`AtomicCheckpointIO` is a Lightning `CheckpointIO` plugin (`Trainer(plugins=[AtomicCheckpointIO()])`); the readers
+below load with `weights_only=True` (no code in a file runs) and turn a damaged file into one clear error.
+"""
+import errno
+import io
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the message names the folder and the size."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A file that should hold a checkpoint cannot be read as one (truncated, empty, overwritten)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in its own folder, flushes and fsyncs it, then renames it onto the
+    checkpoint's name (`os.replace`, atomic within a filesystem) and fsyncs the folder.
+
+    Whatever stops the write (a full disk, `kill -9`, a power cut), the name holds the previous complete checkpoint
+    or the new one. A full disk raises `CheckpointWriteError` naming the folder and the bytes needed, after removing
+    the temporary file. NOTE: the temporary file is `.<name>.tmp`, one per checkpoint name (only rank 0 writes), so
+    the one a `kill -9` leaves behind is overwritten by the next save of that name instead of piling up.
+    Remote paths (`s3://...`) go to Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getbuffer()
+        temporary = path.with_name(f".{path.name}.tmp")  # NOTE: the same folder, so the rename stays one filesystem
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException as error:
+            temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = shutil.disk_usage(path.parent).free
+                raise CheckpointWriteError(
+                    f"no space left in {path.parent} to write {path.name}: it needs {len(data):,} bytes, "
+                    f"{free:,} are free") from error
+            raise
+        sync_folder(path.parent)
+
+
+def sync_folder(folder):
+    """fsync a folder, so that a rename in it survives a power cut (a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_checkpoint(path):
+    """The Lightning checkpoint at path (on the CPU, `weights_only=True`); DamagedCheckpointError if it is not one.
+
+    NOTE: torch's own errors are not repeated: for a file of random bytes they advise `weights_only=False`, which
+    would run whatever code the file holds.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:  # missing, unreadable: not a damaged file
+        raise
+    except Exception as error:  # a truncated zip, random bytes, an empty file: each fails differently inside torch
+        raise DamagedCheckpointError(f"{path} is damaged: it cannot be read as a checkpoint (truncated, empty or "
+                                     "overwritten)") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= checkpoint.keys():
+        raise DamagedCheckpointError(f"{path} is damaged: it holds no Lightning checkpoint (no state_dict or "
+                                     "global_step)")
+    return checkpoint
+
+
+def newest_good_checkpoint(folder, skip=None):
+    """(path, global step) of the readable checkpoint of folder (*.ckpt) trained furthest, or None."""
+    newest = None
+    for candidate in Path(folder).glob("*.ckpt"):
+        if skip is not None and candidate == Path(skip):
+            continue
+        try:
+            step = read_checkpoint(candidate)["global_step"]
+        except (OSError, DamagedCheckpointError):
+            continue
+        key = (step, candidate.stat().st_mtime)
+        if newest is None or key > newest[0]:
+            newest = (key, candidate)
+    return None if newest is None else (newest[1], newest[0][0])
