@@ -107,8 +107,8 @@ def values_are_inspectable(tensor):
 
 
 def is_transformed(tensor):
-    """Whether tensor is seen through a torch.func transform (vmap, grad, jacrev) here."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+    """Whether tensor is seen through a torch.func transform (vmap, grad, jacrev) here (never while compiling)."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def check_in_unit_interval(name, tensor):

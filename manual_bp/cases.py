@@ -98,7 +98,7 @@ def _class_indices(shape, device, generator, ignore=None):
     target = torch.randint(classes, index_shape, generator=generator)
     if ignore is not None:
         target = target.masked_fill(torch.rand(index_shape, generator=generator) < 0.3, ignore)
-        target.view(-1)[0] = 1 if ignore == 0 else 0
+        target.view(-1)[0] = classes - 1 if ignore == 0 else 0  # (with C = 1 and ignore = 0 all are ignored)
     return target.to(device)
 
 
@@ -199,7 +199,7 @@ def _argument_cases():
         # NOTE: clone() only because an in-place op may not overwrite a leaf that requires grad
         OpCase("relu[inplace]", lambda x: MF.relu(x.clone(), inplace=True),
                lambda x: F.relu(x.clone(), inplace=True), ("input",), _unary_inputs, ((1, 1), (8, 5), (3, 4, 5))),
-        OpCase("dropout[inplace]", lambda x, mask: DropoutFunction.apply(x.clone(), mask, 1 / 0.75, True),
+        OpCase("dropout[inplace]", lambda x, mask: MF._dropout_with_mask(x.clone(), mask, 1 / 0.75, inplace=True),
                lambda x, mask: x * mask / 0.75, ("input", "mask"), _dropout_inputs, ((1, 1), (8, 5), (3, 4, 5))),
         OpCase("linear[in_features=0]", MF.linear, F.linear, ("input", "weight", "bias"), _linear_any_inputs,
                ((1, 0, 2), (2, 3, 0), (2, 0, 0), (3, 4, 0, 5))),

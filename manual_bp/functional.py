@@ -67,9 +67,16 @@ def dropout(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"p must be a probability in [0, 1], got {p}")
     if not training or p == 0.0:
         return input
+    if p == 1.0:
+        # NOTE: p = 1 keeps nothing: an all-zero mask and scale 0 instead of 1/0, so the output is input·0 (zeros;
+        # NaN stays NaN), as torch. Nothing random is drawn, so this also runs under vmap.
+        return _dropout_with_mask(input, torch.zeros_like(input, dtype=torch.bool), 0.0, inplace)
     mask = torch.empty_like(input).bernoulli_(1.0 - p).bool()
-    # NOTE: p = 1 keeps nothing: scale 0 instead of 1/0, so the output is input·0 (zeros; NaN stays NaN), as torch
-    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    return _dropout_with_mask(input, mask, 1.0 / (1.0 - p), inplace)
+
+
+def _dropout_with_mask(input, mask, scale, inplace=False):
+    """Dropout with a given mask (the registry in cases.py tests this deterministic part)."""
     if inplace and _checks.is_transformed(input):
         return input.copy_(DropoutFunction.apply(input, mask, scale))  # NOTE: as in relu above
     return DropoutFunction.apply(input, mask, scale, inplace)
