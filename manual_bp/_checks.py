@@ -68,7 +68,7 @@ def check_constant(name, weight):
     if weight.requires_grad and torch.is_grad_enabled():
         raise ValueError(
             f"{name} must not require grad: the loss is not differentiable with respect to {name} "
-            "(as in torch); pass weight.detach()"
+            f"(as in torch); pass {name}.detach()"
         )
 
 

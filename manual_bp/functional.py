@@ -172,7 +172,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if outside.any():  # one pass, one sync
             bad = int(target[outside][0])
             raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad} "
-                             f"(or ignore_index={ignore_index})")
+                             f"(ignore_index={ignore_index} is also allowed)")
     return CrossEntropyLossFunction.apply(input, target.long(), reduction, weight, ignore_index, label_smoothing)
 
 
