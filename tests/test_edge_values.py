@@ -137,3 +137,9 @@ def test_linear_with_zero_in_features_gives_the_bias_and_zero_gradients_as_torch
     check(MF.linear, F.linear, x.detach(), weight.detach(), bias.detach(), names=("input", "weight", "bias"))
     MF.linear(x, weight, bias).sum().backward()
     assert weight.grad.shape == (5, 0) and torch.equal(bias.grad, torch.full((5,), 12.0))
+
+
+def test_cross_entropy_probabilities_ignore_a_negative_ignore_index_as_torch():
+    logits, probs = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64)
+    check(lambda a, t: MF.cross_entropy(a, t, ignore_index=-5), lambda a, t: F.cross_entropy(a, t, ignore_index=-5),
+          logits, probs)
