@@ -168,11 +168,15 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if weight is not None:
         _checks.check_constant("weight", weight)
     if _checks.values_are_inspectable(target) and target.numel() > 0:
-        outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
-        if outside.any():  # one pass, one sync
-            bad = int(target[outside][0])
-            raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad} "
-                             f"(ignore_index={ignore_index} is also allowed)")
+        low, high = (int(v) for v in torch.aminmax(target))  # one pass, one sync
+        if low < 0 or high >= classes:
+            outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
+            if outside.any():
+                bad = int(target[outside][0])
+                raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad} "
+                                 f"(ignore_index={ignore_index} is also allowed)")
+        if not low <= ignore_index <= high:
+            ignore_index = None  # NOTE: no target can be ignored: the Function then builds no masks (see losses.py)
     return CrossEntropyLossFunction.apply(input, target.long(), reduction, weight, ignore_index, label_smoothing)
 
 

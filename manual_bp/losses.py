@@ -26,13 +26,14 @@ def upstream_scale(grad_output, reduction, count):
 def weighted_upstream(derivative, grad_output, weight, reduction, count):
     """∂L/∂x = ∂ℓ₀/∂x · g · w (w = weight, or 1), then / N for "mean": the BCE losses' backward (ℓ = w·ℓ₀).
 
-    NOTE: multiplied in the order of torch's backward for these losses, which runs as separate half-precision
-    ops: in float16 / bfloat16 each product rounds, and the same order rounds the same way (another order differs
-    from torch by several ulp where a product is small).
+    NOTE: with a weight, multiplied in the order of torch's backward for these losses, which runs as separate
+    half-precision ops: in float16 / bfloat16 each product rounds, and the same order rounds the same way (another
+    order differs from torch by several ulp where a product is small). Without one, ∂ℓ₀ · (g/N): one full-size
+    product fewer.
     """
-    grad = derivative * grad_output
-    if weight is not None:
-        grad = grad * weight
+    if weight is None:
+        return derivative * upstream_scale(grad_output, reduction, count)
+    grad = derivative * grad_output * weight
     return grad / count if reduction == "mean" else grad
 
 
@@ -202,20 +203,29 @@ def log_softmax(input, dim):
 
 
 def counted_targets(target, weight, ignore_index):
-    """(counted, safe target, weight of each counted target): the class-index bookkeeping forward and backward share.
+    """(counted, safe target, weight of each target): the class-index bookkeeping forward and backward share.
 
     NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by class 0 before any
-    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN.
+    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN. ignore_index=None
+    says the caller has seen every target and none is ignored (functional.cross_entropy's value check): then
+    counted is None and no mask is built, which keeps the plain loss as cheap as before the argument existed.
     """
-    counted = target != ignore_index  # (N, d1, ..., dK) bool
-    safe_target = torch.where(counted, target, 0)
+    counted = None if ignore_index is None else target != ignore_index  # (N, d1, ..., dK) bool
+    safe_target = target if counted is None else torch.where(counted, target, 0)
     target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
     return counted, safe_target, target_weight
 
 
-def counted_total(counted, target_weight):
+def only_counted(counted, per_sample):
+    """per_sample with 0 where the target is ignored."""
+    return per_sample if counted is None else torch.where(counted, per_sample, 0)
+
+
+def counted_total(counted, target, target_weight):
     """The "mean" denominator of class-index cross-entropy: Σ_i w_{y_i} over counted targets (their number if no w)."""
-    return counted.sum() if target_weight is None else torch.where(counted, target_weight, 0).sum()
+    if target_weight is None:
+        return target.numel() if counted is None else counted.sum()
+    return only_counted(counted, target_weight).sum()
 
 
 class CrossEntropyLossFunction(torch.autograd.Function):
@@ -239,18 +249,19 @@ class CrossEntropyLossFunction(torch.autograd.Function):
         log_probs = log_softmax(input, dim)  # (N, C, d1, ..., dK)
         counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
         nll = -log_probs.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # (N, C, ...) -> (N, ...)
-        nll = torch.where(counted, nll if weight is None else nll * target_weight, 0)  # an ignored target costs 0
-        terms = [(1.0, nll)]
+        nll = only_counted(counted, nll if weight is None else nll * target_weight)  # an ignored target costs 0
         if label_smoothing > 0:
             weighted = log_probs if weight is None else log_probs * class_view(weight, input, dim)
-            smooth = torch.where(counted, -weighted.sum(dim), 0)  # −Σ_c w_c·log p_c: (N, ...)
-            terms = [(1 - label_smoothing, nll), (label_smoothing / input.shape[dim], smooth)]
-        if reduction == "mean":
+            smooth = only_counted(counted, -weighted.sum(dim))  # −Σ_c w_c·log p_c: (N, ...)
+        if reduction == "mean" and (counted is not None or weight is not None):
             # NOTE: each term is divided by Σ w_{y_i} on its own, as torch: all targets ignored (or their weights
             # summing to 0) then gives 0/0 = NaN even when the smoothing term alone would be x/0 = inf.
-            total = counted_total(counted, target_weight)
-            return sum(factor * (term.sum() / total) for factor, term in terms)
-        return reduce_loss(sum(factor * term for factor, term in terms), reduction)
+            total = counted_total(counted, target, target_weight)
+            if label_smoothing == 0:
+                return nll.sum() / total
+            return (1 - label_smoothing) * (nll.sum() / total) + label_smoothing / input.shape[dim] * (smooth.sum() / total)
+        loss = nll if label_smoothing == 0 else (1 - label_smoothing) * nll + label_smoothing / input.shape[dim] * smooth
+        return reduce_loss(loss, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -266,8 +277,8 @@ class CrossEntropyLossFunction(torch.autograd.Function):
             return None, None, None, None, None, None
         dim, smoothing = class_dim(input), ctx.label_smoothing
         counted, safe_target, target_weight = counted_targets(target, weight, ignore_index=ctx.ignore_index)
-        count = counted_total(counted, target_weight) if ctx.reduction == "mean" else 1
-        scale = torch.where(counted, upstream_scale(grad_output, ctx.reduction, count), 0)  # ∂L/∂ℓ_i: (N, ...)
+        count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+        scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
         classes = torch.arange(input.shape[dim], device=input.device)
         onehot = (safe_target.unsqueeze(dim) == class_view(classes, input, dim)).to(input.dtype)  # (N, C, ...)
         probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
