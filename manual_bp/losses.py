@@ -121,15 +121,6 @@ class BCELossFunction(torch.autograd.Function):
         return grad_input, grad_target, None, None
 
 
-def softplus_of_negative(input):
-    """log(1 + e^(−z)) = −log σ(z), as max(−z, 0) + log(1 + e^(−|z|)).
-
-    NOTE: e^(−|z|) ≤ 1 never overflows, and log σ(z) is never log 0; torch's softplus instead switches to the
-    identity above a threshold (20), which is off by up to 2e-9.
-    """
-    return (-input).clamp(min=0) + torch.log1p(torch.exp(-input.abs()))
-
-
 class BCEWithLogitsLossFunction(torch.autograd.Function):
     """ℓ = BCE(σ(z), y) = (1 − y)·z + log(1 + e^(−z));   ∂ℓ/∂z = σ(z) − y (so (σ(z) − y)/N for "mean");   ∂ℓ/∂y = −z.
 
@@ -144,13 +135,13 @@ class BCEWithLogitsLossFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, target, reduction, weight=None, pos_weight=None):
-        if pos_weight is None:
-            # NOTE: stable form max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1 never overflows, and log σ(z) is
-            # never log 0, which is why fusing the sigmoid into the loss is better than BCE(σ(z)) for large |z|.
-            loss = input.clamp(min=0) - input * target + torch.log1p(torch.exp(-input.abs()))
-        else:
-            log_weight = 1 + (pos_weight - 1) * target  # 1 + (p − 1)y
-            loss = (1 - target) * input + log_weight * softplus_of_negative(input)
+        # NOTE: (1 − y)·z − log σ(z), with log σ(z) = −max(−z, 0) − log(1 + e^(−|z|)) from torch's logsigmoid: never
+        # log 0 and no overflow, which is why fusing the sigmoid into the loss is better than BCE(σ(z)) for large |z|.
+        # The same ops in the same order as torch's own loss, so that half precision rounds as torch does.
+        log_sigmoid = torch.nn.functional.logsigmoid(input)
+        if pos_weight is not None:
+            log_sigmoid = log_sigmoid * ((pos_weight - 1) * target + 1)  # (1 + (p − 1)y)·log σ(z)
+        loss = (1 - target) * input - log_sigmoid
         return reduce_loss(loss if weight is None else loss * weight, reduction)
 
     @staticmethod
