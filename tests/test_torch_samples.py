@@ -11,9 +11,13 @@ import manual_bp.functional as MF
 from manual_bp.testing import TOLERANCES
 
 # NOTE: torch.testing._internal imports `expecttest` only for its TestCase base class; where that test-only package
-# is missing a stand-in serves, since no expect-test is run here.
+# is missing a stand-in serves, since no expect-test is run here. Importing it also freezes torch.backends' flags
+# for the whole process (torch's own test suite sets them only through context managers), which would break every
+# later test that lets Lightning set cudnn flags: the flag is put back as it was.
 sys.modules.setdefault("expecttest", types.SimpleNamespace(TestCase=unittest.TestCase))
+_frozen = torch.backends.flags_frozen()
 op_db = pytest.importorskip("torch.testing._internal.common_methods_invocations").op_db
+torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = not _frozen  # the module's own global
 
 MANUAL = {
     "nn.functional.linear": MF.linear, "sigmoid": MF.sigmoid, "tanh": MF.tanh, "nn.functional.relu": MF.relu,
