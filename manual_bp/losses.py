@@ -76,9 +76,12 @@ class MSELossFunction(torch.autograd.Function):
         grad_weight = None
         if ctx.needs_input_grad[3]:
             squared = (input - target).square()
+            grad_weight = squared * scale  # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
             if ctx.reduction == "mean":
-                squared = squared - (weight * squared).sum() / weight.sum()  # (ŷ − y)² − L
-            grad_weight = squared * scale  # ∂L/∂w = ((ŷ − y)² − L)/Σw, or (ŷ − y)² for "sum" / "none"
+                # ∂L/∂w = (ŷ − y)²/Σw − (Σw(ŷ − y)²/Σw)/Σw, the quotient rule's two terms
+                # NOTE: the same value as ((ŷ − y)² − L)/Σw, but formed as torch's autograd forms it: where
+                # (ŷ − y)² ≈ L (one element, say) the true value is 0 and other forms round to other noise.
+                grad_weight = grad_weight - grad_output * ((weight * squared).sum() / count / count)
         return grad_input, grad_target, None, grad_weight
 
 
