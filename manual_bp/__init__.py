@@ -10,6 +10,7 @@ from manual_bp.losses import (
     BCELossFunction,
     BCEWithLogitsLossFunction,
     CrossEntropyLossFunction,
+    CrossEntropyProbsLossFunction,
     MSELossFunction,
 )
 
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LinearFunction", "SigmoidFunction", "ReLUFunction", "TanhFunction", "DropoutFunction",
     "MSELossFunction", "BCELossFunction", "BCEWithLogitsLossFunction", "CrossEntropyLossFunction",
+    "CrossEntropyProbsLossFunction",
     "functional", "nn", "value_checks",
 ]
 

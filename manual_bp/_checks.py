@@ -30,16 +30,46 @@ def check_same_dtype_and_device(name, tensor, reference_name, reference):
         raise ValueError(f"{name} must be on the device of {reference_name} ({reference.device}), got {tensor.device}")
 
 
-def check_same_shape(input, target):
+def check_same_shape(input, target, name="target"):
     if input.shape != target.shape:
         raise ValueError(
-            f"target must have the shape of input, expected {tuple(input.shape)}, got {tuple(target.shape)}"
+            f"{name} must have the shape of input, expected {tuple(input.shape)}, got {tuple(target.shape)}"
         )
 
 
 def check_reduction(reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_no_legacy_reduction(size_average, reduce):
+    """torch's deprecated size_average / reduce: accepted in torch's positions, refused with the replacement named."""
+    if size_average is not None or reduce is not None:
+        raise ValueError(
+            f"size_average and reduce are deprecated in torch and not supported here (got size_average={size_average}, "
+            f"reduce={reduce}); use reduction='mean', 'sum' or 'none'"
+        )
+
+
+def check_broadcasts_to(name, weight, input):
+    """weight (or pos_weight) must broadcast to the shape of input, as torch's BCE weights do."""
+    check_floating(name, weight)
+    try:
+        broadcast = torch.broadcast_shapes(weight.shape, input.shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != input.shape:
+        raise ValueError(f"{name} must broadcast to the shape of input {tuple(input.shape)}, got {tuple(weight.shape)}")
+    check_same_dtype_and_device(name, weight, "input", input)
+
+
+def check_constant(name, weight):
+    """torch's fused losses are not differentiable in their weights; neither are these: refuse one that asks for it."""
+    if weight.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            f"{name} must not require grad: the loss is not differentiable with respect to {name} "
+            f"(as in torch); pass {name}.detach()"
+        )
 
 
 _value_checks = True  # see value_checks()
@@ -73,7 +103,12 @@ def values_are_inspectable(tensor):
     """
     if not _value_checks or torch.compiler.is_compiling():
         return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+    return not is_transformed(tensor)
+
+
+def is_transformed(tensor):
+    """Whether tensor is seen through a torch.func transform (vmap, grad, jacrev) here (never while compiling)."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def check_in_unit_interval(name, tensor):

@@ -9,14 +9,17 @@ import torch.nn.functional as F
 
 from manual_bp import functional as MF
 from manual_bp.functions import DropoutFunction
-from manual_bp.testing import compare_fns, make_tensor, run_gradchecks
+from manual_bp.testing import compare_fns, differentiable_positions, make_tensor, run_gradchecks
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclasses.dataclass(frozen=True)
 class OpCase:
-    """One op and its native twin. make_inputs(shape, dtype, device, generator, noncontiguous) -> tuple of inputs."""
+    """One op and its native twin. make_inputs(shape, dtype, device, generator, noncontiguous) -> tuple of inputs.
+
+    constants: names of floating-point inputs that get no gradient (class weights torch does not differentiate).
+    """
 
     name: str
     manual: object
@@ -24,6 +27,7 @@ class OpCase:
     input_names: tuple
     make_inputs: object
     shapes: tuple
+    constants: tuple = ()
 
 
 def _linear_inputs(shape, dtype, device, generator, noncontiguous):
@@ -80,6 +84,129 @@ def _loss_cases():
     return cases
 
 
+def _classes_and_index_shape(shape):
+    """Logits of `shape` (C,), (N, C) or (N, C, d1, ..., dK): the number of classes and the class-index shape."""
+    return (shape[0], ()) if len(shape) == 1 else (shape[1], shape[:1] + shape[2:])
+
+
+def _class_indices(shape, device, generator, ignore=None):
+    """Class indices for logits of `shape`; with `ignore`, about a third of them set to that value.
+
+    NOTE: the first target is always counted: all targets ignored is 0/0 = NaN under "mean" (tested apart).
+    """
+    classes, index_shape = _classes_and_index_shape(shape)
+    target = torch.randint(classes, index_shape, generator=generator)
+    if ignore is not None:
+        target = target.masked_fill(torch.rand(index_shape, generator=generator) < 0.3, ignore)
+        target.view(-1)[0] = classes - 1 if ignore == 0 else 0  # (with C = 1 and ignore = 0 all are ignored)
+    return target.to(device)
+
+
+def _cross_entropy_arguments_inputs(ignore=None):
+    """(logits, class indices, class weights) for logits of any shape (C,), (N, C), (N, C, d1, ..., dK)."""
+    def make(shape, dtype, device, generator, noncontiguous):
+        logits = make_tensor(shape, dtype, device, generator, noncontiguous=noncontiguous)
+        target = _class_indices(shape, device, generator, ignore)
+        weight = make_tensor(_classes_and_index_shape(shape)[:1], dtype, device, generator, 0.25, 2.0, noncontiguous)
+        return logits, target, weight
+    return make
+
+
+def _cross_entropy_probs_inputs(shape, dtype, device, generator, noncontiguous):
+    """(logits, class probabilities of the same shape, class weights)."""
+    logits = make_tensor(shape, dtype, device, generator, noncontiguous=noncontiguous)
+    probs = make_tensor(shape, dtype, device, generator, 0.0, 1.0, noncontiguous)
+    weight = make_tensor(_classes_and_index_shape(shape)[:1], dtype, device, generator, 0.25, 2.0, noncontiguous)
+    return logits, probs, weight
+
+
+def _weighted_pair_inputs(input_range, weight_shape):
+    """(input, target in [0, 1], weight, pos_weight) with the weights shaped by weight_shape(input shape)."""
+    def make(shape, dtype, device, generator, noncontiguous):
+        input, target = _pair_inputs(input_range)(shape, dtype, device, generator, noncontiguous)
+        weight = make_tensor(weight_shape(shape), dtype, device, generator, 0.25, 2.0, noncontiguous)
+        pos_weight = make_tensor(shape[-1:], dtype, device, generator, 0.25, 4.0, noncontiguous)
+        return input, target, weight, pos_weight
+    return make
+
+
+def _linear_any_inputs(shape, dtype, device, generator, noncontiguous):
+    """shape (*batch, in, out): input (*batch, in), weight (out, in), bias (out,); any size may be 0."""
+    *batch, in_features, out_features = shape
+    return tuple(make_tensor(s, dtype, device, generator, noncontiguous=noncontiguous)
+                 for s in ((*batch, in_features), (out_features, in_features), (out_features,)))
+
+
+def _argument_cases():
+    """torch's optional arguments of each op (weights, ignore_index, label smoothing, probability targets,
+    K-dimensional logits, pos_weight, p = 1, inplace, empty in_features), each path against native."""
+    ce_shapes, k_dim_shapes = ((1, 10), (16, 10), (5, 3)), ((1, 3, 2), (2, 4, 3), (2, 5, 3, 2))
+    pair_shapes = ((1, 1), (1, 10), (16, 10))
+    ce_names, ce_probs_names = ("input", "target", "weight"), ("input", "target", "weight")
+
+    def ce(name, make, shapes, **kwargs):
+        return OpCase(f"cross_entropy[{name}]", lambda a, t, w, k=kwargs: MF.cross_entropy(a, t, w, **k),
+                      lambda a, t, w, k=kwargs: F.cross_entropy(a, t, w, **k), ce_names, make, shapes, ("weight",))
+
+    cases = [
+        ce("weight", _cross_entropy_arguments_inputs(), ce_shapes),
+        OpCase("cross_entropy[ignore_index]", lambda a, t, w: MF.cross_entropy(a, t),
+               lambda a, t, w: F.cross_entropy(a, t), ce_names, _cross_entropy_arguments_inputs(-100), ce_shapes,
+               ("weight",)),
+        OpCase("cross_entropy[label_smoothing]", lambda a, t, w: MF.cross_entropy(a, t, label_smoothing=0.1),
+               lambda a, t, w: F.cross_entropy(a, t, label_smoothing=0.1), ce_names,
+               _cross_entropy_arguments_inputs(), ce_shapes, ("weight",)),
+    ]
+    for reduction in ("mean", "sum", "none"):
+        cases.append(ce(f"weight,ignore_index,label_smoothing][{reduction}", _cross_entropy_arguments_inputs(1),
+                        ce_shapes, ignore_index=1, reduction=reduction, label_smoothing=0.2))
+    cases.append(ce("K-dim,weight,ignore_index,label_smoothing", _cross_entropy_arguments_inputs(-100), k_dim_shapes,
+                    label_smoothing=0.2))
+    for reduction in ("mean", "sum", "none"):
+        cases.append(OpCase(
+            f"cross_entropy[probs][{reduction}]", lambda a, t, w, r=reduction: MF.cross_entropy(a, t, reduction=r),
+            lambda a, t, w, r=reduction: F.cross_entropy(a, t, reduction=r), ce_probs_names,
+            _cross_entropy_probs_inputs, ce_shapes, ("weight",)))
+    cases.append(OpCase(  # the class weights of probability targets get a gradient, in torch and here
+        "cross_entropy[probs,K-dim,weight,label_smoothing]",
+        lambda a, t, w: MF.cross_entropy(a, t, w, label_smoothing=0.2),
+        lambda a, t, w: F.cross_entropy(a, t, w, label_smoothing=0.2), ce_probs_names, _cross_entropy_probs_inputs,
+        k_dim_shapes))
+    for reduction in ("mean", "sum", "none"):
+        cases += [
+            OpCase(f"mse_loss[weight][{reduction}]",  # a weight of the input's shape, with a gradient as in torch
+                   lambda a, b, w, p, r=reduction: MF.mse_loss(a, b, reduction=r, weight=w),
+                   lambda a, b, w, p, r=reduction: F.mse_loss(a, b, reduction=r, weight=w),
+                   ("input", "target", "weight", "pos_weight"), _weighted_pair_inputs((-2.0, 2.0), tuple),
+                   pair_shapes, ("pos_weight",)),
+            OpCase(f"binary_cross_entropy[weight][{reduction}]",  # weight (C,) broadcast over (N, C)
+                   lambda a, b, w, p, r=reduction: MF.binary_cross_entropy(a, b, w, reduction=r),
+                   lambda a, b, w, p, r=reduction: F.binary_cross_entropy(a, b, w, reduction=r),
+                   ("input", "target", "weight", "pos_weight"),
+                   _weighted_pair_inputs((0.05, 0.95), lambda shape: shape[-1:]), pair_shapes,
+                   ("weight", "pos_weight")),
+            OpCase(f"binary_cross_entropy_with_logits[weight,pos_weight][{reduction}]",
+                   lambda a, b, w, p, r=reduction: MF.binary_cross_entropy_with_logits(a, b, w, reduction=r,
+                                                                                        pos_weight=p),
+                   lambda a, b, w, p, r=reduction: F.binary_cross_entropy_with_logits(a, b, w, reduction=r,
+                                                                                       pos_weight=p),
+                   ("input", "target", "weight", "pos_weight"), _weighted_pair_inputs((-4.0, 4.0), tuple),
+                   pair_shapes, ("weight", "pos_weight")),
+        ]
+    cases += [
+        OpCase("dropout[p=1]", lambda x: MF.dropout(x, 1.0), lambda x: F.dropout(x, 1.0), ("input",), _unary_inputs,
+               ((1, 1), (8, 5), (3, 4, 5))),
+        # NOTE: clone() only because an in-place op may not overwrite a leaf that requires grad
+        OpCase("relu[inplace]", lambda x: MF.relu(x.clone(), inplace=True),
+               lambda x: F.relu(x.clone(), inplace=True), ("input",), _unary_inputs, ((1, 1), (8, 5), (3, 4, 5))),
+        OpCase("dropout[inplace]", lambda x, mask: MF._dropout_with_mask(x.clone(), mask, 1 / 0.75, inplace=True),
+               lambda x, mask: x * mask / 0.75, ("input", "mask"), _dropout_inputs, ((1, 1), (8, 5), (3, 4, 5))),
+        OpCase("linear[in_features=0]", MF.linear, F.linear, ("input", "weight", "bias"), _linear_any_inputs,
+               ((1, 0, 2), (2, 3, 0), (2, 0, 0), (3, 4, 0, 5))),
+    ]
+    return cases
+
+
 OP_CASES = [
     OpCase("linear", MF.linear, F.linear, ("input", "weight", "bias"), _linear_inputs,
            ((1, 3, 2), (8, 5, 4), (16, 20, 10))),
@@ -89,6 +216,7 @@ OP_CASES = [
     OpCase("dropout", lambda x, mask: DropoutFunction.apply(x, mask, 1 / 0.75), lambda x, mask: x * mask / 0.75,
            ("input", "mask"), _dropout_inputs, ((1, 1), (8, 5), (3, 4, 5))),
     *_loss_cases(),
+    *_argument_cases(),
 ]
 CASES_BY_NAME = {case.name: case for case in OP_CASES}
 
@@ -98,11 +226,13 @@ def compare(case, shape, dtype, device="cpu", noncontiguous=False, gradchecks=No
     generator = torch.Generator().manual_seed(seed)
     inputs = case.make_inputs(shape, dtype, device, generator, noncontiguous)
     label = f"{case.name}{list(shape)}" + (" non-contiguous" if noncontiguous else "")
-    result = compare_fns(case.manual, case.native, inputs, case.input_names, label, noncontiguous, seed, case.name)
+    result = compare_fns(case.manual, case.native, inputs, case.input_names, label, noncontiguous, seed, case.name,
+                         constants=case.constants)
     if gradchecks if gradchecks is not None else dtype == torch.float64:
         # NOTE: the float64 inputs are drawn afresh (not cast) so gradcheck sees full-precision random values
         inputs64 = case.make_inputs(shape, torch.float64, device, torch.Generator().manual_seed(seed), noncontiguous)
-        run_gradchecks(result, case.manual, inputs64)
+        run_gradchecks(result, case.manual, inputs64,
+                       differentiable_positions(inputs64, case.input_names, case.constants))
     return result
 
 

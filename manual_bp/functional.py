@@ -1,22 +1,33 @@
 """Functional API with the names, arguments and defaults of torch.nn.functional.
 
 Each function validates its arguments (clear errors naming the argument), then calls the autograd Function.
-`reduction` is keyword-only: torch's own losses take other arguments (weight, size_average, ...) before it.
+Every argument sits in torch's position with torch's default; the deprecated `size_average` and `reduce` are
+accepted there only to refuse anything but None with a message naming `reduction`.
 """
 import warnings
 
 import torch
 
 from manual_bp import _checks
-from manual_bp.functions import DropoutFunction, LinearFunction, ReLUFunction, SigmoidFunction, TanhFunction
+from manual_bp.functions import (
+    DropoutFunction,
+    GELUFunction,
+    LeakyReLUFunction,
+    LinearFunction,
+    LogSoftmaxFunction,
+    ReLUFunction,
+    SigmoidFunction,
+    SoftmaxFunction,
+    TanhFunction,
+)
 from manual_bp.losses import (
     BCELossFunction,
     BCEWithLogitsLossFunction,
     CrossEntropyLossFunction,
+    CrossEntropyProbsLossFunction,
     MSELossFunction,
+    NLLLossFunction,
 )
-from manual_bp.functions import GELUFunction, LeakyReLUFunction, LogSoftmaxFunction, SoftmaxFunction
-from manual_bp.losses import NLLLossFunction
 from manual_bp.normalization import BatchNormEvalFunction, BatchNormFunction, LayerNormFunction
 
 __all__ = [
@@ -54,76 +65,143 @@ def tanh(input):
     return TanhFunction.apply(input)
 
 
-def relu(input):
+def relu(input, inplace=False):
     _checks.check_floating("input", input)
-    return ReLUFunction.apply(input)
+    if inplace and _checks.is_transformed(input):
+        # NOTE: under torch.func (vmap, jacrev) a Function cannot both return its input and save it for backward;
+        # there the result is computed out of place and copied back, which leaves the same values in `input`.
+        return input.copy_(ReLUFunction.apply(input))
+    return ReLUFunction.apply(input, inplace)
 
 
-def dropout(input, p=0.5, training=True):
+def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p and scale the rest by 1/(1 − p) (identity when not training)."""
     _checks.check_floating("input", input)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be a probability in [0, 1), got {p}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}")
     if not training or p == 0.0:
         return input
+    if p == 1.0:
+        # NOTE: p = 1 keeps nothing: an all-zero mask and scale 0 instead of 1/0, so the output is input·0 (zeros;
+        # NaN stays NaN), as torch. Nothing random is drawn, so this also runs under vmap.
+        return _dropout_with_mask(input, torch.zeros_like(input, dtype=torch.bool), 0.0, inplace)
     mask = torch.empty_like(input).bernoulli_(1.0 - p).bool()
-    return DropoutFunction.apply(input, mask, 1.0 / (1.0 - p))
+    return _dropout_with_mask(input, mask, 1.0 / (1.0 - p), inplace)
 
 
-def _check_pointwise_loss(input, target, reduction):
+def _dropout_with_mask(input, mask, scale, inplace=False):
+    """Dropout with a given mask (the registry in cases.py tests this deterministic part)."""
+    if inplace and _checks.is_transformed(input):
+        return input.copy_(DropoutFunction.apply(input, mask, scale))  # NOTE: as in relu above
+    return DropoutFunction.apply(input, mask, scale, inplace)
+
+
+def _check_pointwise_loss(input, target, size_average, reduce, reduction):
     _checks.check_floating("input", input)
     _checks.check_floating("target", target)
     _checks.check_same_shape(input, target)
     _checks.check_same_dtype_and_device("target", target, "input", input)
+    _checks.check_no_legacy_reduction(size_average, reduce)
     _checks.check_reduction(reduction)
 
 
-def mse_loss(input, target, *, reduction="mean"):
-    _check_pointwise_loss(input, target, reduction)
-    return MSELossFunction.apply(input, target, reduction)
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """weight (optional, the input's shape) weighs each element; "mean" is then Σ w(ŷ − y)² / Σ w, as torch."""
+    _check_pointwise_loss(input, target, size_average, reduce, reduction)
+    if weight is not None:
+        _checks.check_floating("weight", weight)
+        _checks.check_same_shape(input, weight, "weight")
+        _checks.check_same_dtype_and_device("weight", weight, "input", input)
+    return MSELossFunction.apply(input, target, reduction, weight)
 
 
-def binary_cross_entropy(input, target, *, reduction="mean"):
-    """input holds probabilities ŷ in [0, 1] (e.g. after sigmoid), target y in [0, 1]."""
-    _check_pointwise_loss(input, target, reduction)
+def _check_loss_weight(name, weight, input):
+    if weight is not None:
+        _checks.check_broadcasts_to(name, weight, input)
+        _checks.check_constant(name, weight)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """input holds probabilities ŷ in [0, 1] (e.g. after sigmoid), target y in [0, 1]; weight broadcasts to input."""
+    _check_pointwise_loss(input, target, size_average, reduce, reduction)
+    _check_loss_weight("weight", weight, input)
     _checks.check_in_unit_interval("input", input)
     _checks.check_in_unit_interval("target", target)
-    return BCELossFunction.apply(input, target, reduction)
+    return BCELossFunction.apply(input, target, reduction, weight)
 
 
-def binary_cross_entropy_with_logits(input, target, *, reduction="mean"):
-    """input holds logits z (any real number), target y in [0, 1]."""
-    _check_pointwise_loss(input, target, reduction)
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """input holds logits z (any real number), target y in [0, 1]; weight and pos_weight broadcast to input
+    (pos_weight (C,) weighs the positive term of each of C classes in the last dimension)."""
+    _check_pointwise_loss(input, target, size_average, reduce, reduction)
+    _check_loss_weight("weight", weight, input)
+    _check_loss_weight("pos_weight", pos_weight, input)
     _checks.check_in_unit_interval("target", target)
-    return BCEWithLogitsLossFunction.apply(input, target, reduction)
+    return BCEWithLogitsLossFunction.apply(input, target, reduction, weight, pos_weight)
 
 
-def cross_entropy(input, target, *, reduction="mean"):
-    """Softmax cross-entropy: input logits (N, C) or (C,), target class indices (N,) or () in [0, C)."""
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
+    """Softmax cross-entropy over the class dimension of logits (C,), (N, C) or (N, C, d1, ..., dK).
+
+    target: class indices of shape (), (N,) or (N, d1, ..., dK) in [0, C) or = ignore_index, or class
+    probabilities (a float tensor of the input's shape). weight: (C,) per-class weights. label_smoothing in [0, 1].
+    """
     _checks.check_floating("input", input)
     _checks.check_tensor("target", target)
+    _checks.check_no_legacy_reduction(size_average, reduce)
     _checks.check_reduction(reduction)
-    if input.dim() not in (1, 2):
-        raise ValueError(f"input must be logits of shape (N, C) or (C,), got shape {tuple(input.shape)}")
+    if input.dim() == 0:
+        raise ValueError("input must be logits of shape (C,), (N, C) or (N, C, d1, ..., dK), got shape ()")
+    classes = input.shape[0 if input.dim() == 1 else 1]
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if weight is not None:
+        _checks.check_floating("weight", weight)
+        if weight.shape != (classes,):
+            raise ValueError(f"weight must have shape ({classes},), one weight per class (C={classes}), "
+                             f"got {tuple(weight.shape)}")
+        _checks.check_same_dtype_and_device("weight", weight, "input", input)
+    index_shape = input.shape[:1] + input.shape[2:] if input.dim() > 1 else ()
+    if target.is_floating_point() and target.shape == input.shape:
+        return _cross_entropy_probs(input, target, weight, ignore_index, reduction, label_smoothing)
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(
-            f"target must hold class indices (an integer tensor), got dtype {target.dtype}; "
-            "class-probability targets are not supported"
+            f"target must hold class indices (an integer tensor of shape {tuple(index_shape)}) or class probabilities "
+            f"(a floating-point tensor of the input's shape {tuple(input.shape)}), got dtype {target.dtype} and shape "
+            f"{tuple(target.shape)}"
         )
-    if target.shape != input.shape[:-1]:
+    if target.shape != index_shape:
         raise ValueError(
-            f"target must have shape {tuple(input.shape[:-1])} for input of shape {tuple(input.shape)}, "
+            f"target must have shape {tuple(index_shape)} for input of shape {tuple(input.shape)}, "
             f"got {tuple(target.shape)}"
         )
     if target.device != input.device:
         raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
-    classes = input.shape[-1]
+    if weight is not None:
+        _checks.check_constant("weight", weight)
     if _checks.values_are_inspectable(target) and target.numel() > 0:
         low, high = (int(v) for v in torch.aminmax(target))  # one pass, one sync
         if low < 0 or high >= classes:
-            bad = low if low < 0 else high
-            raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad}")
-    return CrossEntropyLossFunction.apply(input, target.long(), reduction)
+            outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
+            if outside.any():
+                bad = int(target[outside][0])
+                raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}), got {bad} "
+                                 f"(ignore_index={ignore_index} is also allowed)")
+        if not low <= ignore_index <= high:
+            ignore_index = None  # NOTE: no target can be ignored: the Function then builds no masks (see losses.py)
+    return CrossEntropyLossFunction.apply(input, target.long(), reduction, weight, ignore_index, label_smoothing)
+
+
+def _cross_entropy_probs(input, target, weight, ignore_index, reduction, label_smoothing):
+    _checks.check_same_dtype_and_device("target", target, "input", input)
+    if ignore_index >= 0:
+        # NOTE: as torch: a class ignore_index (>= 0) is refused with probabilities, a negative one has no effect.
+        raise ValueError(f"ignore_index is not supported with class-probability targets (a float target of the "
+                         f"input's shape), got ignore_index={ignore_index}")
+    _checks.check_in_unit_interval("target", target)
+    return CrossEntropyProbsLossFunction.apply(input, target, reduction, weight, label_smoothing)
 
 
 # ------------------------------------------------------------------ the next lecture's layers and loss
@@ -250,21 +328,12 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     return LogSoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim)
 
 
-def _legacy_reduction(size_average, reduce):
-    """torch's mapping of the deprecated size_average / reduce flags to reduction, warning included."""
-    reduction = "none" if reduce is False else ("sum" if size_average is False else "mean")
-    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
-                  stacklevel=3)
-    return reduction
-
-
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of log-probabilities input (N, C), (C,) or (N, C, d1, ...) at class indices target
     (N,), () or (N, d1, ...); weight (C,) weighs each class; targets equal to ignore_index count for nothing."""
     _checks.check_floating("input", input)
     _checks.check_tensor("target", target)
-    if size_average is not None or reduce is not None:
-        reduction = _legacy_reduction(size_average, reduce)
+    _checks.check_no_legacy_reduction(size_average, reduce)
     _checks.check_reduction(reduction)
     if input.dim() == 0:
         raise ValueError("input must have shape (N, C), (C,) or (N, C, d1, ...), got a 0-d tensor")
@@ -280,9 +349,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     classes = input.shape[class_dim]
     if weight is not None:
         _check_per_channel("weight", weight, classes, input)
-        if weight.requires_grad:
-            raise ValueError("weight must not require grad: nll_loss is not differentiable with respect to the class "
-                             "weights (as torch)")
+        _checks.check_constant("weight", weight)
     if _checks.values_are_inspectable(target):
         outside = (target != ignore_index) & ((target < 0) | (target >= classes))
         if outside.any():

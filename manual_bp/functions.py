@@ -4,6 +4,8 @@ Notation (row convention, one sample per row): X is (B, in), Z = X·Wᵀ + b is 
 Every backward is built from differentiable tensor ops, so double backward (gradgradcheck) works, and every
 Function sets `generate_vmap_rule`, so torch.func.vmap / jacrev / grad work on it.
 """
+import math
+
 import torch
 
 
@@ -42,11 +44,14 @@ class LinearFunction(torch.autograd.Function):
         out_features = grad_output.shape[-1]
         if ctx.needs_input_grad[0]:
             grad_input = grad_output.matmul(weight)  # ∂L/∂X = ∂L/∂Z·W: (*, out) @ (out, in) -> (*, in)
+        # NOTE: the batch size is spelled out, not reshape(-1, ·): with in_features or out_features = 0 the tensor
+        # has no elements and -1 could be any size (torch: "cannot reshape tensor of 0 elements into shape [-1, 0]").
+        batch = math.prod(grad_output.shape[:-1])
         if ctx.needs_input_grad[1]:
-            grad_2d, input_2d = grad_output.reshape(-1, out_features), input.reshape(-1, input.shape[-1])
+            grad_2d, input_2d = grad_output.reshape(batch, out_features), input.reshape(batch, input.shape[-1])
             grad_weight = grad_2d.t().mm(input_2d)  # ∂L/∂W = ∂L/∂Zᵀ·X: (out, B) @ (B, in) -> (out, in)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad_output.reshape(-1, out_features).sum(0)  # ∂L/∂b = Σ_batch ∂L/∂Z: (B, out) -> (out,)
+            grad_bias = grad_output.reshape(batch, out_features).sum(0)  # ∂L/∂b = Σ_batch ∂L/∂Z: (B, out) -> (out,)
         return grad_input, grad_weight, grad_bias
 
 
@@ -98,17 +103,24 @@ class TanhFunction(torch.autograd.Function):
 
 
 class ReLUFunction(torch.autograd.Function):
-    """A = max(Z, 0);   ∂L/∂Z = ∂L/∂A ⊙ 1[Z > 0]."""
+    """A = max(Z, 0);   ∂L/∂Z = ∂L/∂A ⊙ 1[Z > 0].   inplace=True overwrites Z with A (torch's relu_)."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input):
-        return input.clamp(min=0)  # the lecture's `h.clamp(min=0)`
+    def forward(input, inplace=False):
+        if not inplace:
+            return input.clamp(min=0)  # the lecture's `h.clamp(min=0)`
+        input.clamp_(min=0)
+        return input  # NOTE: the input object itself, which torch.compile needs to see for a dirty input
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        # NOTE: 1[z > 0] = 1[a > 0], so the output (which the next layer keeps anyway) serves as the mask.
+        input, inplace = inputs
+        if inplace:
+            ctx.mark_dirty(input)  # NOTE: tells autograd that Z was overwritten, so a later use of the old Z raises
+        # NOTE: 1[z > 0] = 1[a > 0], so the output (which the next layer keeps anyway) serves as the mask; it is
+        # also all that survives an in-place call.
         ctx.save_for_backward(output)
 
     @staticmethod
@@ -117,32 +129,38 @@ class ReLUFunction(torch.autograd.Function):
         # NOTE: for a = max(z, 0) ≥ 0, sign(a) is exactly 1[z > 0], and sign(0) = 0 is torch's convention for the
         # derivative at z = 0. One float pass: on CPU a comparison building a bool mask costs several times more.
         # (A NaN input gives a NaN gradient here; torch passes the upstream gradient through.)
-        return grad_output * output.sign()  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
+        return grad_output * output.sign(), None  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
 
 
 class DropoutFunction(torch.autograd.Function):
     """A = Z ⊙ M / (1 − p) for a fixed 0/1 mask M (inverted dropout);   ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p).
 
     The mask is drawn outside the Function (see `functional.dropout`), so the Function itself is deterministic
-    and vmap-able; here it is just an input that receives no gradient.
+    and vmap-able; here it is just an input that receives no gradient. inplace=True overwrites Z with A.
+    p = 1 is scale 0 with an all-zero mask: A = Z·0 and ∂L/∂Z = 0, as torch (a NaN in Z stays NaN there too).
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input, mask, scale):
-        return input * mask * scale
+    def forward(input, mask, scale, inplace=False):
+        if not inplace:
+            return input * mask * scale
+        input.mul_(mask).mul_(scale)
+        return input  # NOTE: the input object itself, which torch.compile needs to see for a dirty input
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask, scale = inputs
+        input, mask, scale, inplace = inputs
+        if inplace:
+            ctx.mark_dirty(input)
         ctx.save_for_backward(mask)  # NOTE: a bool mask, one byte per element, as torch's own dropout saves
         ctx.scale = scale
 
     @staticmethod
     def backward(ctx, grad_output):
         (mask,) = ctx.saved_tensors
-        return grad_output * mask * ctx.scale, None, None  # ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p)
+        return grad_output * mask * ctx.scale, None, None, None  # ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p)
 
 
 # ------------------------------------------------------------------------- the next lecture's activations

@@ -23,8 +23,25 @@ def upstream_scale(grad_output, reduction, count):
     return grad_output / count if reduction == "mean" else grad_output
 
 
+def weighted_upstream(derivative, grad_output, weight, reduction, count):
+    """∂L/∂x = ∂ℓ₀/∂x · g · w (w = weight, or 1), then / N for "mean": the BCE losses' backward (ℓ = w·ℓ₀).
+
+    NOTE: with a weight, multiplied in the order of torch's backward for these losses, which runs as separate
+    half-precision ops: in float16 / bfloat16 each product rounds, and the same order rounds the same way (another
+    order differs from torch by several ulp where a product is small). Without one, ∂ℓ₀ · (g/N): one full-size
+    product fewer.
+    """
+    if weight is None:
+        return derivative * upstream_scale(grad_output, reduction, count)
+    grad = derivative * grad_output * weight
+    return grad / count if reduction == "mean" else grad
+
+
 class MSELossFunction(torch.autograd.Function):
     """ℓ = (ŷ − y)²;   ∂ℓ/∂ŷ = 2(ŷ − y), so for "mean" ∂L/∂ŷ = 2(ŷ − y)/N;   ∂ℓ/∂y = −∂ℓ/∂ŷ.
+
+    With a weight w of the input's shape (torch's `weight`): ℓ = w(ŷ − y)², "mean" is L = Σ w(ŷ − y)² / Σ w, so
+    ∂L/∂ŷ = 2w(ŷ − y)/Σw and ∂L/∂w = ((ŷ − y)² − L)/Σw ("sum", "none": ∂ℓ/∂w = (ŷ − y)²).
 
     The lecture's E = ½ Σ (ŷ − y)² is ½ · mse_loss(ŷ, y, reduction="sum"); the ½ is there so that ∂E/∂ŷ = ŷ − y.
     """
@@ -32,115 +49,295 @@ class MSELossFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input, target, reduction):
-        return reduce_loss((input - target).square(), reduction)
+    def forward(input, target, reduction, weight=None):
+        squared = (input - target).square()
+        if weight is None:
+            return reduce_loss(squared, reduction)
+        weighted = squared * weight
+        # NOTE: torch's weighted "mean" divides by Σw, not by N (so weights summing to 0 give NaN, as torch)
+        return weighted.sum() / weight.sum() if reduction == "mean" else reduce_loss(weighted, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction = inputs
+        input, target, ctx.reduction, weight = inputs
         # NOTE: ŷ and y are saved, not ŷ − y: a tensor made inside forward would cut double backward from ŷ.
-        ctx.save_for_backward(input, target)
+        ctx.save_for_backward(input, target, weight)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target = ctx.saved_tensors
-        grad = 2 * (input - target) * upstream_scale(grad_output, ctx.reduction, input.numel())  # 2(ŷ − y)/N
+        input, target, weight = ctx.saved_tensors
+        count = input.numel() if weight is None else weight.sum()
+        scale = upstream_scale(grad_output, ctx.reduction, count)  # ∂L/∂ℓ: g/N, or g/Σw when weighted
+        grad = 2 * (input - target) * scale  # 2(ŷ − y)/N
+        if weight is not None:
+            grad = grad * weight  # 2w(ŷ − y)/Σw
         grad_input = grad if ctx.needs_input_grad[0] else None
         grad_target = -grad if ctx.needs_input_grad[1] else None
-        return grad_input, grad_target, None
+        grad_weight = None
+        if ctx.needs_input_grad[3]:
+            squared = (input - target).square()
+            grad_weight = squared * scale  # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
+            if ctx.reduction == "mean":
+                # ∂L/∂w = (ŷ − y)²/Σw − (Σw(ŷ − y)²/Σw)/Σw, the quotient rule's two terms
+                # NOTE: the same value as ((ŷ − y)² − L)/Σw, but formed as torch's autograd forms it: where
+                # (ŷ − y)² ≈ L (one element, say) the true value is 0 and other forms round to other noise.
+                grad_weight = grad_weight - grad_output * ((weight * squared).sum() / count / count)
+        return grad_input, grad_target, None, grad_weight
 
 
 class BCELossFunction(torch.autograd.Function):
-    """ℓ = −[y·log ŷ + (1 − y)·log(1 − ŷ)];   ∂ℓ/∂ŷ = (ŷ − y) / (ŷ(1 − ŷ));   ∂ℓ/∂y = log(1 − ŷ) − log ŷ."""
+    """ℓ = −w[y·log ŷ + (1 − y)·log(1 − ŷ)];   ∂ℓ/∂ŷ = w(ŷ − y) / (ŷ(1 − ŷ));   ∂ℓ/∂y = w(log(1 − ŷ) − log ŷ).
 
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(input, target, reduction):
-        log_p = torch.log(input).clamp(min=LOG_CLAMP)  # NOTE: log 0 = −inf clamped to −100, as torch
-        log_one_minus_p = torch.log1p(-input).clamp(min=LOG_CLAMP)
-        return reduce_loss(-(target * log_p + (1 - target) * log_one_minus_p), reduction)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction = inputs
-        ctx.save_for_backward(input, target)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, target = ctx.saved_tensors
-        scale = upstream_scale(grad_output, ctx.reduction, input.numel())
-        grad_input = grad_target = None
-        if ctx.needs_input_grad[0]:
-            # NOTE: the denominator is clamped at 1e-12 (torch's EPSILON) so ŷ = 0 or 1 gives a finite gradient.
-            grad_input = (input - target) / (input * (1 - input)).clamp(min=BCE_GRAD_EPS) * scale  # (ŷ − y)/(ŷ(1 − ŷ))
-        if ctx.needs_input_grad[1]:
-            # NOTE: the derivative of the clamped forward, so ±100 at ŷ = 0 or 1 (torch returns ±inf there).
-            log_ratio = torch.log1p(-input).clamp(min=LOG_CLAMP) - torch.log(input).clamp(min=LOG_CLAMP)
-            grad_target = log_ratio * scale  # ∂ℓ/∂y = log(1 − ŷ) − log ŷ
-        return grad_input, grad_target, None
-
-
-class BCEWithLogitsLossFunction(torch.autograd.Function):
-    """ℓ = BCE(σ(z), y) = (1 − y)·z + log(1 + e^(−z));   ∂ℓ/∂z = σ(z) − y (so (σ(z) − y)/N for "mean");   ∂ℓ/∂y = −z."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(input, target, reduction):
-        # NOTE: stable form max(z, 0) − z·y + log(1 + e^(−|z|)): e^(−|z|) ≤ 1 never overflows, and log σ(z) is never
-        # log 0, which is why fusing the sigmoid into the loss is better than BCE(σ(z)) for large |z|.
-        loss = input.clamp(min=0) - input * target + torch.log1p(torch.exp(-input.abs()))
-        return reduce_loss(loss, reduction)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction = inputs
-        ctx.save_for_backward(input, target)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, target = ctx.saved_tensors
-        scale = upstream_scale(grad_output, ctx.reduction, input.numel())
-        grad_input = (torch.sigmoid(input) - target) * scale if ctx.needs_input_grad[0] else None  # σ(z) − y
-        grad_target = -input * scale if ctx.needs_input_grad[1] else None  # ∂ℓ/∂y = −z
-        return grad_input, grad_target, None
-
-
-class CrossEntropyLossFunction(torch.autograd.Function):
-    """ℓ_i = −log softmax(z_i)[y_i] for logits z_i (C,) and a class index y_i;   ∂ℓ_i/∂z_i = softmax(z_i) − onehot(y_i).
-
-    For "mean" over N samples ∂L/∂Z = (softmax(Z) − onehot(Y)) / N: (N, C).
+    w = weight, broadcast to the input's shape (1 when None); "mean" divides by N elements, not by Σw, as torch.
+    Like torch's kernel the weight is a constant: no gradient flows to it.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input, target, reduction):
-        # NOTE: log softmax as (z − max z) − log Σ e^(z − max z): shifting by the max keeps e^(·) ≤ 1 (no overflow at
-        # logits of 1e4), and subtracting the max before the log-sum keeps float32 digits that z − logsumexp(z) loses.
-        shifted = input - input.amax(dim=-1, keepdim=True)  # (N, C)
-        log_probs = shifted - shifted.exp().sum(dim=-1, keepdim=True).log()  # (N, C)
-        loss = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, C) -> (N,)
+    def forward(input, target, reduction, weight=None):
+        log_p = torch.log(input).clamp(min=LOG_CLAMP)  # NOTE: log 0 = −inf clamped to −100, as torch
+        log_one_minus_p = torch.log1p(-input).clamp(min=LOG_CLAMP)
+        loss = -(target * log_p + (1 - target) * log_one_minus_p)
+        return reduce_loss(loss if weight is None else loss * weight, reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, ctx.reduction, weight = inputs
+        ctx.save_for_backward(input, target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight = ctx.saved_tensors
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            # NOTE: the denominator is clamped at 1e-12 (torch's EPSILON) so ŷ = 0 or 1 gives a finite gradient.
+            derivative = (input - target) / (input * (1 - input)).clamp(min=BCE_GRAD_EPS)  # (ŷ − y)/(ŷ(1 − ŷ))
+            grad_input = weighted_upstream(derivative, grad_output, weight, ctx.reduction, input.numel())
+        if ctx.needs_input_grad[1]:
+            # NOTE: the derivative of the clamped forward, so ±100 at ŷ = 0 or 1 (torch returns ±inf there).
+            # log(1 − ŷ) − log ŷ = −logit(ŷ), taken as one op (as torch does): the difference of two logs cancels
+            # near ŷ = ½, which in half precision costs several ulp. Clamping it to ±100 is clamping each log at −100,
+            # since both logs are never below −100 at once.
+            log_ratio = (-torch.logit(input)).clamp(min=LOG_CLAMP, max=-LOG_CLAMP)  # ∂ℓ/∂y = log(1 − ŷ) − log ŷ
+            grad_target = weighted_upstream(log_ratio, grad_output, weight, ctx.reduction, input.numel())
+        return grad_input, grad_target, None, None
+
+
+class BCEWithLogitsLossFunction(torch.autograd.Function):
+    """ℓ = BCE(σ(z), y) = (1 − y)·z + log(1 + e^(−z));   ∂ℓ/∂z = σ(z) − y (so (σ(z) − y)/N for "mean");   ∂ℓ/∂y = −z.
+
+    With pos_weight p (broadcast over the input, e.g. (C,) over (N, C)) the positive term is weighted:
+    ℓ = −[p·y·log σ(z) + (1 − y)·log(1 − σ(z))] = (1 − y)·z + (1 + (p − 1)y)·log(1 + e^(−z)), so
+    ∂ℓ/∂z = (1 + (p − 1)y)·σ(z) − p·y and ∂ℓ/∂y = (p − 1)·log(1 + e^(−z)) − z.
+    With weight w every ℓ and both derivatives are multiplied by w; "mean" divides by N, not by Σw, as torch.
+    Like torch's kernel, weight and pos_weight are constants: no gradient flows to them.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, target, reduction, weight=None, pos_weight=None):
+        # NOTE: (1 − y)·z − log σ(z), with log σ(z) = −max(−z, 0) − log(1 + e^(−|z|)) from torch's logsigmoid: never
+        # log 0 and no overflow, which is why fusing the sigmoid into the loss is better than BCE(σ(z)) for large |z|.
+        # The same ops in the same order as torch's own loss, so that half precision rounds as torch does.
+        log_sigmoid = torch.nn.functional.logsigmoid(input)
+        if pos_weight is not None:
+            log_sigmoid = log_sigmoid * ((pos_weight - 1) * target + 1)  # (1 + (p − 1)y)·log σ(z)
+        loss = (1 - target) * input - log_sigmoid
+        return reduce_loss(loss if weight is None else loss * weight, reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, ctx.reduction, weight, pos_weight = inputs
+        ctx.save_for_backward(input, target, weight, pos_weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight, pos_weight = ctx.saved_tensors
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            if pos_weight is None:
+                derivative = torch.sigmoid(input) - target  # σ(z) − y
+            else:
+                positive = pos_weight * target  # p·y
+                derivative = (positive + 1 - target) * torch.sigmoid(input) - positive  # (1 + (p − 1)y)σ(z) − p·y
+            grad_input = weighted_upstream(derivative, grad_output, weight, ctx.reduction, input.numel())
+        if ctx.needs_input_grad[1]:
+            if pos_weight is None:
+                derivative = -input  # ∂ℓ/∂y = −z
+            else:
+                # (p − 1)·log(1 + e^(−z)) − z, written as log σ(−z) − p·log σ(z) (the same value): torch's form,
+                # without the cancellation against z
+                derivative = torch.nn.functional.logsigmoid(-input) - torch.nn.functional.logsigmoid(input) * pos_weight
+            grad_target = weighted_upstream(derivative, grad_output, weight, ctx.reduction, input.numel())
+        return grad_input, grad_target, None, None, None
+
+
+def class_dim(input):
+    """The class dimension of logits (C,), (N, C) or (N, C, d1, ..., dK): 0 for (C,), else 1."""
+    return 0 if input.dim() == 1 else 1
+
+
+def class_view(per_class, input, dim):
+    """A per-class tensor (C,) viewed to broadcast along the class dimension of input: (1, C, 1, ..., 1)."""
+    return per_class.reshape([-1 if d == dim else 1 for d in range(input.dim())])
+
+
+def sample_view(per_sample, dim):
+    """A per-sample tensor (N, d1, ..., dK) viewed to broadcast against input: (N, 1, d1, ..., dK); () stays ()."""
+    return per_sample.unsqueeze(dim) if per_sample.dim() > 0 else per_sample
+
+
+def log_softmax(input, dim):
+    # NOTE: log softmax as (z − max z) − log Σ e^(z − max z): shifting by the max keeps e^(·) ≤ 1 (no overflow at
+    # logits of 1e4), and subtracting the max before the log-sum keeps float32 digits that z − logsumexp(z) loses.
+    shifted = input - input.amax(dim=dim, keepdim=True)  # (N, C, d1, ..., dK)
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+def counted_targets(target, weight, ignore_index):
+    """(counted, safe target, weight of each target): the class-index bookkeeping forward and backward share.
+
+    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by class 0 before any
+    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN. ignore_index=None
+    says the caller has seen every target and none is ignored (functional.cross_entropy's value check): then
+    counted is None and no mask is built, which keeps the plain loss as cheap as before the argument existed.
+    """
+    counted = None if ignore_index is None else target != ignore_index  # (N, d1, ..., dK) bool
+    safe_target = target if counted is None else torch.where(counted, target, 0)
+    target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
+    return counted, safe_target, target_weight
+
+
+def only_counted(counted, per_sample):
+    """per_sample with 0 where the target is ignored."""
+    return per_sample if counted is None else torch.where(counted, per_sample, 0)
+
+
+def counted_total(counted, target, target_weight):
+    """The "mean" denominator of class-index cross-entropy: Σ_i w_{y_i} over counted targets (their number if no w)."""
+    if target_weight is None:
+        return target.numel() if counted is None else counted.sum()
+    return only_counted(counted, target_weight).sum()
+
+
+class CrossEntropyLossFunction(torch.autograd.Function):
+    """ℓ_i = −log softmax(z_i)[y_i] for logits z_i (C,) and a class index y_i;   ∂ℓ_i/∂z_i = softmax(z_i) − onehot(y_i).
+
+    For "mean" over N samples ∂L/∂Z = (softmax(Z) − onehot(Y)) / N: (N, C). Logits may also be (C,) or
+    (N, C, d1, ..., dK) with targets () or (N, d1, ..., dK): the class dimension is 1 (0 for (C,)).
+    With class weights w, ignore_index and label smoothing ε over K = C classes (torch's arguments):
+        ℓ_i = [y_i counted]·((1 − ε)·w_{y_i}·(−log p_i[y_i]) + (ε/K)·Σ_c w_c·(−log p_i[c])),   p_i = softmax(z_i),
+        ∂ℓ_i/∂z_i = [y_i counted]·((1 − ε)·w_{y_i}·(p_i − onehot(y_i)) + (ε/K)·((Σ_c w_c)·p_i − w)),
+    which for w = 1 is softmax(z_i) − ((1 − ε)·onehot(y_i) + ε/K). "mean" divides by Σ_i [y_i counted]·w_{y_i}
+    (the count of counted targets when w is None), for both terms, as torch. Class weights get no gradient
+    (torch's nll_loss is not differentiable in them).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, target, reduction, weight=None, ignore_index=-100, label_smoothing=0.0):
+        dim = class_dim(input)
+        log_probs = log_softmax(input, dim)  # (N, C, d1, ..., dK)
+        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
+        nll = -log_probs.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # (N, C, ...) -> (N, ...)
+        nll = only_counted(counted, nll if weight is None else nll * target_weight)  # an ignored target costs 0
+        if label_smoothing > 0:
+            weighted = log_probs if weight is None else log_probs * class_view(weight, input, dim)
+            smooth = only_counted(counted, -weighted.sum(dim))  # −Σ_c w_c·log p_c: (N, ...)
+        if reduction == "mean" and (counted is not None or weight is not None):
+            # NOTE: each term is divided by Σ w_{y_i} on its own, as torch: all targets ignored (or their weights
+            # summing to 0) then gives 0/0 = NaN even when the smoothing term alone would be x/0 = inf.
+            total = counted_total(counted, target, target_weight)
+            if label_smoothing == 0:
+                return nll.sum() / total
+            return (1 - label_smoothing) * (nll.sum() / total) + label_smoothing / input.shape[dim] * (smooth.sum() / total)
+        loss = nll if label_smoothing == 0 else (1 - label_smoothing) * nll + label_smoothing / input.shape[dim] * smooth
         return reduce_loss(loss, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction = inputs
+        input, target, ctx.reduction, weight, ctx.ignore_index, ctx.label_smoothing = inputs
         # NOTE: the logits are saved and softmax recomputed in backward, not saved from forward: a tensor made in
         # forward is not connected to the graph and would make the second derivative wrong.
-        ctx.save_for_backward(input, target)
+        ctx.save_for_backward(input, target, weight)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target = ctx.saved_tensors
+        input, target, weight = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None
-        scale = upstream_scale(grad_output, ctx.reduction, target.numel())
-        classes = torch.arange(input.shape[-1], device=input.device)
-        onehot = (target.unsqueeze(-1) == classes).to(input.dtype)  # (N, 1) == (C,) -> (N, C)
-        probs = torch.softmax(input, dim=-1)  # (N, C)
-        return (probs - onehot) * scale.unsqueeze(-1), None, None  # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ
+            return None, None, None, None, None, None
+        dim, smoothing = class_dim(input), ctx.label_smoothing
+        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index=ctx.ignore_index)
+        count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+        scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
+        classes = torch.arange(input.shape[dim], device=input.device)
+        onehot = (safe_target.unsqueeze(dim) == class_view(classes, input, dim)).to(input.dtype)  # (N, C, ...)
+        probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
+        nll_scale = scale if weight is None else scale * target_weight  # w_{y_i}·∂L/∂ℓ_i
+        grad_input = (probs - onehot) * sample_view(nll_scale, dim)  # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ
+        if smoothing > 0:
+            if weight is None:
+                uniform = probs * input.shape[dim] - 1  # (Σ_c 1)·p − 1
+            else:
+                uniform = probs * weight.sum() - class_view(weight, input, dim)  # (Σ_c w_c)·p − w
+            smooth = uniform * sample_view(scale, dim)
+            grad_input = (1 - smoothing) * grad_input + smoothing / input.shape[dim] * smooth
+        return grad_input, None, None, None, None, None
+
+
+class CrossEntropyProbsLossFunction(torch.autograd.Function):
+    """Cross-entropy against class probabilities t_i (a float target of the input's shape), torch's soft targets:
+
+        q_i = ((1 − ε)·t_i + ε/K)·w (smoothing ε over K = C classes, class weights w; 1 when None),
+        ℓ_i = −Σ_c q_ic·log p_ic,   ∂ℓ_i/∂z_i = (Σ_c q_ic)·p_i − q_i,   p_i = softmax(z_i),
+        ∂ℓ_i/∂t_ic = −(1 − ε)·w_c·log p_ic,   ∂ℓ_i/∂w_c = −((1 − ε)·t_ic + ε/K)·log p_ic.
+
+    "mean" divides by the number of samples N·d1···dK, not by Σw (unlike class-index targets), as torch.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, target, reduction, weight=None, label_smoothing=0.0):
+        dim, classes = class_dim(input), input.shape[class_dim(input)]
+        log_probs = log_softmax(input, dim)  # (N, C, d1, ..., dK)
+        mixed = target if label_smoothing == 0 else target * (1 - label_smoothing) + label_smoothing / classes
+        weighted = log_probs * mixed if weight is None else log_probs * mixed * class_view(weight, input, dim)
+        loss = -weighted.sum(dim)  # (N, d1, ..., dK)
+        if reduction == "mean":
+            return loss.sum() / (input.numel() // classes if classes else 0)  # NOTE: no samples: 0/0 = NaN, as torch
+        return reduce_loss(loss, reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, ctx.reduction, weight, ctx.label_smoothing = inputs
+        ctx.save_for_backward(input, target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight = ctx.saved_tensors
+        dim, smoothing = class_dim(input), ctx.label_smoothing
+        classes = input.shape[dim]
+        samples = input.numel() // classes if classes else 0
+        scale = sample_view(upstream_scale(grad_output, ctx.reduction, samples), dim)  # ∂L/∂ℓ_i
+        per_class = 1 if weight is None else class_view(weight, input, dim)  # w: (1, C, 1, ..., 1)
+        mixed = target if smoothing == 0 else target * (1 - smoothing) + smoothing / classes  # (1 − ε)t + ε/K
+        grad_input = grad_target = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            q = mixed * per_class
+            # ∂ℓ/∂z = (Σ_c q_c)·softmax(z) − q
+            grad_input = (q.sum(dim, keepdim=True) * torch.softmax(input, dim=dim) - q) * scale
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
+            log_probs = log_softmax(input, dim)
+            if ctx.needs_input_grad[1]:
+                grad_target = -(1 - smoothing) * per_class * log_probs * scale  # ∂ℓ/∂t_c = −(1 − ε)·w_c·log p_c
+            if ctx.needs_input_grad[3]:
+                per_element = -(mixed * log_probs * scale)  # ∂ℓ/∂w_c = −((1 − ε)t_c + ε/K)·log p_c
+                grad_weight = per_element.sum_to_size(per_class.shape).reshape(weight.shape)  # Σ over samples: (C,)
+        return grad_input, grad_target, None, grad_weight, None
 
 
 # ------------------------------------------------------------------------------ the next lecture's losses

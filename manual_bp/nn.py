@@ -32,53 +32,83 @@ class Tanh(torch.nn.Module):
 
 
 class ReLU(torch.nn.Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, input):
-        return F.relu(input)
+        return F.relu(input, self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""  # as torch.nn.ReLU
 
 
 class Dropout(torch.nn.Module):
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p must be a probability in [0, 1), got {p}")
-        self.p = p
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        self.p, self.inplace = p, inplace
 
     def forward(self, input):
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}" + (", inplace=True" if self.inplace else "")
 
 
-class _Loss(torch.nn.Module):
-    loss_fn = None
+class _ReductionRepr:
+    """Shared by the losses below, which subclass torch's: the reduction checked at construction, and shown."""
 
-    def __init__(self, reduction="mean"):
-        super().__init__()
-        _checks.check_reduction(reduction)
-        self.reduction = reduction
-
-    def forward(self, input, target):
-        return type(self).loss_fn(input, target, reduction=self.reduction)
+    def _check_reduction(self):
+        _checks.check_reduction(self.reduction)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
 
 
-class MSELoss(_Loss):
-    loss_fn = staticmethod(F.mse_loss)
+# NOTE: each loss subclasses its torch.nn twin, as Linear does: the same constructor (size_average / reduce
+# translated into `reduction` by torch, with its deprecation warning), `weight` / `pos_weight` registered as
+# buffers by torch, so a state_dict moves both ways. Only forward is replaced.
 
 
-class BCELoss(_Loss):
-    loss_fn = staticmethod(F.binary_cross_entropy)
+class MSELoss(_ReductionRepr, torch.nn.MSELoss):
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self._check_reduction()
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
 
 
-class BCEWithLogitsLoss(_Loss):
-    loss_fn = staticmethod(F.binary_cross_entropy_with_logits)
+class BCELoss(_ReductionRepr, torch.nn.BCELoss):
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self._check_reduction()
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
 
 
-class CrossEntropyLoss(_Loss):
-    loss_fn = staticmethod(F.cross_entropy)
+class BCEWithLogitsLoss(_ReductionRepr, torch.nn.BCEWithLogitsLoss):
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(weight, size_average, reduce, reduction, pos_weight)
+        self._check_reduction()
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
+
+
+class CrossEntropyLoss(_ReductionRepr, torch.nn.CrossEntropyLoss):
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self._check_reduction()
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
 
 
 # ------------------------------------------------------------------ the next lecture's layers and loss

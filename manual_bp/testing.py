@@ -65,23 +65,29 @@ def _errors(actual, expected):
     return max_abs, max_abs / scale if scale > 0 else max_abs
 
 
+def differentiable_positions(inputs, input_names, constants=()):
+    """Positions of the floating-point inputs that get a gradient: all but those named in `constants`."""
+    return [i for i, t in enumerate(inputs) if t.is_floating_point() and input_names[i] not in constants]
+
+
 def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncontiguous=False, seed=0, op=None,
-                gradchecks=False):
+                gradchecks=False, constants=()):
     """Run manual and native on the same inputs with the same random upstream gradient; compare everything.
 
-    Floating-point inputs get requires_grad; each gradient is compared with torch.testing.assert_close at the
-    dtype's tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck
-    and gradgradcheck of `manual` on float64 copies of the inputs.
+    Floating-point inputs get requires_grad, except those named in `constants` (e.g. class weights, which torch's
+    fused losses do not differentiate); each gradient is compared with torch.testing.assert_close at the dtype's
+    tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck and
+    gradgradcheck of `manual` on float64 copies of the inputs.
     """
     dtype = next(t.dtype for t in inputs if t.is_floating_point())
     device = str(inputs[0].device)
     result = Comparison(op or label, label, dtype, device)
     rtol, atol = TOLERANCES[dtype]
-    grad_positions = [i for i, t in enumerate(inputs) if t.is_floating_point()]
+    grad_positions = differentiable_positions(inputs, input_names, constants)
     outputs, grads = [], []
     for fn in (manual, native):
         # detach() keeps the layout, so non-contiguous inputs stay non-contiguous
-        leaves = [t.detach().requires_grad_() if t.is_floating_point() else t for t in inputs]
+        leaves = [t.detach().requires_grad_() if i in grad_positions else t for i, t in enumerate(inputs)]
         output = fn(*leaves)
         generator = torch.Generator().manual_seed(seed)
         upstream = make_tensor(output.shape, output.dtype, output.device, generator,
@@ -97,13 +103,19 @@ def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncon
         except AssertionError as error:
             result.failures.append(f"{name} differs from native: {str(error).splitlines()[0]}")
     if gradchecks:
-        run_gradchecks(result, manual, [t.detach().double() if t.is_floating_point() else t for t in inputs])
+        run_gradchecks(result, manual, [t.detach().double() if t.is_floating_point() else t for t in inputs],
+                       grad_positions)
     return result
 
 
-def run_gradchecks(result, fn, inputs64):
-    """gradcheck and gradgradcheck of fn on float64 inputs (numerical vs analytical derivatives), into result."""
-    inputs64 = [t.requires_grad_() if t.is_floating_point() else t for t in inputs64]
+def run_gradchecks(result, fn, inputs64, grad_positions=None):
+    """gradcheck and gradgradcheck of fn on float64 inputs (numerical vs analytical derivatives), into result.
+
+    grad_positions: the inputs to differentiate (default: every floating-point one).
+    """
+    if grad_positions is None:
+        grad_positions = [i for i, t in enumerate(inputs64) if t.is_floating_point()]
+    inputs64 = [t.requires_grad_() if i in grad_positions else t for i, t in enumerate(inputs64)]
     result.gradcheck = torch.autograd.gradcheck(fn, inputs64, raise_exception=False)
     result.gradgradcheck = torch.autograd.gradgradcheck(fn, inputs64, raise_exception=False)
     for name, passed in (("gradcheck", result.gradcheck), ("gradgradcheck", result.gradgradcheck)):

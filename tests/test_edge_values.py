@@ -96,3 +96,50 @@ def test_dropout_module_is_identity_in_eval_mode():
     layer = mnn.Dropout(0.5).eval()
     x = torch.randn(4, 5)
     assert torch.equal(layer(x), x) and repr(layer) == "Dropout(p=0.5)"
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient_as_torch():
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.full((4,), -100)
+    for weight in (None, torch.rand(3, dtype=torch.float64)):
+        for smoothing in (0.0, 0.1):
+            for reduction in ("mean", "sum", "none"):
+                results = []
+                for fn in (MF.cross_entropy, F.cross_entropy):
+                    leaf = logits.clone().requires_grad_()
+                    loss = fn(leaf, target, weight, reduction=reduction, label_smoothing=smoothing)
+                    results.append((loss, torch.autograd.grad(loss.sum(), leaf)[0]))
+                torch.testing.assert_close(results[0], results[1], equal_nan=True)
+                assert (results[0][0].isnan().all() if reduction == "mean" else (results[0][0] == 0).all())
+                assert (results[0][1] == 0).all()
+
+
+def test_cross_entropy_mean_divides_by_the_weights_of_the_counted_targets():
+    logits, target = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 2, -100, 2])
+    weight = torch.tensor([0.5, 3.0, 2.0], dtype=torch.float64)
+    per_sample = MF.cross_entropy(logits, target, weight, reduction="none")
+    expected = per_sample.sum() / (0.5 + 2.0 + 2.0)
+    torch.testing.assert_close(MF.cross_entropy(logits, target, weight), expected)
+    torch.testing.assert_close(F.cross_entropy(logits, target, weight), expected)
+
+
+def test_dropout_with_p_1_gives_zeros_and_zero_gradient_as_torch():
+    x = torch.randn(6, 5, requires_grad=True)
+    y = MF.dropout(x, p=1.0)
+    assert torch.equal(y, F.dropout(x, p=1.0)) and (y == 0).all()
+    y.sum().backward()
+    assert (x.grad == 0).all()
+
+
+def test_linear_with_zero_in_features_gives_the_bias_and_zero_gradients_as_torch():
+    x, weight = torch.randn(3, 4, 0, requires_grad=True), torch.randn(5, 0, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    check(MF.linear, F.linear, x.detach(), weight.detach(), bias.detach(), names=("input", "weight", "bias"))
+    MF.linear(x, weight, bias).sum().backward()
+    assert weight.grad.shape == (5, 0) and torch.equal(bias.grad, torch.full((5,), 12.0))
+
+
+def test_cross_entropy_probabilities_ignore_a_negative_ignore_index_as_torch():
+    logits, probs = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64)
+    check(lambda a, t: MF.cross_entropy(a, t, ignore_index=-5), lambda a, t: F.cross_entropy(a, t, ignore_index=-5),
+          logits, probs)

@@ -6,18 +6,19 @@ from torch.func import jacrev, vmap
 import manual_bp.nn as mnn
 from manual_bp import functional as MF
 from manual_bp.cases import OP_CASES
+from manual_bp.testing import differentiable_positions as differentiable_positions_of
 
 CASES = [pytest.param(case, id=case.name) for case in OP_CASES]
 
 
-def differentiable_positions(inputs):
-    return tuple(i for i, t in enumerate(inputs) if t.is_floating_point())
+def differentiable_positions(case, inputs):
+    return tuple(differentiable_positions_of(inputs, case.input_names, case.constants))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_jacrev_matches_native(case):
     inputs = case.make_inputs(case.shapes[1], torch.float64, "cpu", torch.Generator().manual_seed(0), False)
-    argnums = differentiable_positions(inputs)
+    argnums = differentiable_positions(case, inputs)
     manual = jacrev(case.manual, argnums=argnums)(*inputs)
     native = jacrev(case.native, argnums=argnums)(*inputs)
     torch.testing.assert_close(manual, native)

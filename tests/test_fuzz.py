@@ -6,8 +6,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import manual_bp.functional as MF
+from manual_bp import cases
 from manual_bp.cases import OP_CASES
-from manual_bp.testing import compare_fns
+from manual_bp.testing import compare_fns, make_tensor
 
 UNBOUNDED_INPUT = ("linear", "sigmoid", "tanh", "relu", "dropout", "mse_loss", "binary_cross_entropy_with_logits",
                    "cross_entropy", "batch_norm", "layer_norm", "leaky_relu", "gelu", "softmax", "log_softmax",
@@ -26,6 +27,10 @@ def shapes_for(case):
         return st.one_of(st.tuples(classes), st.tuples(sizes, classes), st.tuples(sizes, classes, sizes))
     if case.name == "linear":
         return st.tuples(sizes, sizes, sizes)  # (batch, in_features, out_features)
+    if case.name.startswith("linear["):  # (*batch, in_features, out_features), any of them 0
+        return st.lists(st.integers(0, 4), min_size=2, max_size=4).map(tuple)
+    if "K-dim" in case.name:  # (C,), (N, C) or (N, C, d1, ..., dK)
+        return st.lists(sizes, min_size=1, max_size=4).map(tuple)
     if case.name.startswith("cross_entropy"):
         return st.one_of(st.tuples(st.integers(2, 6)), st.tuples(sizes, st.integers(2, 6)))  # (C,) or (N, C)
     return st.lists(sizes, min_size=1, max_size=3).map(tuple)
@@ -44,7 +49,58 @@ def test_manual_equals_native_over_shapes_dtypes_values_and_layouts(case, data, 
     if case.name.split("[")[0] in UNBOUNDED_INPUT:
         inputs[0].mul_(scale)  # in place: keeps the (non-contiguous) layout
     compare_fns(case.manual, case.native, inputs, case.input_names, f"{case.name}{list(shape)} x{scale}",
-                upstream_noncontiguous=noncontiguous, seed=seed).raise_if_failed()
+                upstream_noncontiguous=noncontiguous, seed=seed, constants=case.constants).raise_if_failed()
+
+
+logits_shapes = st.lists(sizes, min_size=1, max_size=4).map(tuple)  # (C,), (N, C), (N, C, d1, ..., dK)
+reductions = st.sampled_from(["mean", "sum", "none"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=logits_shapes, probabilities=st.booleans(), weighted=st.booleans(), reduction=reductions,
+       ignore=st.sampled_from([None, -100, 0, 2]), smoothing=st.sampled_from([0.0, 0.1, 0.5, 1.0]) | st.floats(0, 1),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))
+def test_cross_entropy_arguments_drawn(shape, probabilities, weighted, reduction, ignore, smoothing, dtype, seed):
+    """weight, ignore_index, label_smoothing, reduction, class-index or probability targets, K-dim logits."""
+    assume(not (ignore == 0 and shape[min(1, len(shape) - 1)] == 1))  # one class, ignored: every target is ignored
+    generator = torch.Generator().manual_seed(seed)
+    if probabilities:
+        logits, target, weight = cases._cross_entropy_probs_inputs(shape, dtype, "cpu", generator, False)
+        ignore = None  # class ignore_index values are refused with probabilities (tested in test_bad_input)
+    else:
+        logits, target, weight = cases._cross_entropy_arguments_inputs(ignore)(shape, dtype, "cpu", generator, False)
+    kwargs = dict(reduction=reduction, label_smoothing=smoothing, **({} if ignore is None else {"ignore_index": ignore}))
+    weight = weight if weighted else None
+    compare_fns(lambda a, t, *w: MF.cross_entropy(a, t, *w, **kwargs), lambda a, t, *w: F.cross_entropy(a, t, *w, **kwargs),
+                (logits, target) + ((weight,) if weighted else ()), ("input", "target", "weight"),
+                f"cross_entropy{list(shape)} {kwargs}", seed=seed,
+                constants=() if probabilities else ("weight",)).raise_if_failed()
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(sizes, min_size=1, max_size=3).map(tuple), loss=st.sampled_from(["bce", "bce_logits", "mse"]),
+       weight_shape=st.sampled_from([None, "full", "last", "one"]), pos_weight_shape=st.sampled_from([None, "full", "last"]),
+       reduction=reductions, dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**31 - 1))
+def test_pointwise_loss_weights_drawn(shape, loss, weight_shape, pos_weight_shape, reduction, dtype, seed):
+    """weight (and pos_weight) of every shape torch broadcasts: the input's, its last dimension's, a single one."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = {"full": shape, "last": shape[-1:], "one": (1,)}
+    if loss == "mse":  # torch's mse_loss takes only a weight of the input's shape, and no pos_weight
+        weight_shape, pos_weight_shape = weight_shape and "full", None
+    input_range = {"bce": (0.02, 0.98), "bce_logits": (-8.0, 8.0), "mse": (-2.0, 2.0)}[loss]
+    input, target = cases._pair_inputs(input_range)(shape, dtype, "cpu", generator, False)
+    weights = {name: None if key is None else make_tensor(shapes[key], dtype, "cpu", generator, 0.0, 3.0)
+               for name, key in (("weight", weight_shape), ("pos_weight", pos_weight_shape))}
+    if loss == "bce":
+        manual, native, weights["pos_weight"] = MF.binary_cross_entropy, F.binary_cross_entropy, None
+    elif loss == "bce_logits":
+        manual, native = MF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits
+    else:
+        manual, native = MF.mse_loss, F.mse_loss
+    kwargs = {name: value for name, value in weights.items() if value is not None}
+    compare_fns(lambda a, b: manual(a, b, reduction=reduction, **kwargs),
+                lambda a, b: native(a, b, reduction=reduction, **kwargs), (input, target), ("input", "target"),
+                f"{loss}{list(shape)} {reduction} {list(kwargs)}", seed=seed).raise_if_failed()
 
 
 def assert_same_outcome(manual_fn, native_fn, *args):

@@ -68,3 +68,32 @@ def test_loss_modules_match_torch_nn(loss_name, reduction):
     native = getattr(torch.nn, loss_name)(reduction=reduction)(input, target)
     torch.testing.assert_close(manual, native)
     assert repr(getattr(mnn, loss_name)(reduction=reduction)) == f"{loss_name}(reduction={reduction!r})"
+
+
+@pytest.mark.parametrize("loss_name,kwargs", [
+    ("CrossEntropyLoss", dict(weight=torch.tensor([0.5, 2.0, 1.0]), ignore_index=1, label_smoothing=0.1)),
+    ("BCEWithLogitsLoss", dict(weight=torch.rand(3), pos_weight=torch.tensor([1.0, 3.0, 0.5]), reduction="sum")),
+    ("BCELoss", dict(weight=torch.rand(3))),
+])
+def test_loss_constructor_arguments_and_weight_buffers_match_torch_nn(loss_name, kwargs):
+    manual, native = getattr(mnn, loss_name)(**kwargs), getattr(torch.nn, loss_name)(**kwargs)
+    assert manual.state_dict().keys() == native.state_dict().keys() and "weight" in manual.state_dict()
+    native.load_state_dict(manual.state_dict())
+    scores = torch.rand(8, 3, requires_grad=True)
+    target = torch.tensor([0, 1, 2, 1, 0, 2, 2, 0]) if loss_name == "CrossEntropyLoss" else torch.rand(8, 3)
+    torch.testing.assert_close(manual(scores, target), native(scores, target))
+    ones = {key: torch.ones_like(value) if torch.is_tensor(value) else value for key, value in kwargs.items()}
+    to_state = getattr(mnn, loss_name)(**ones)
+    to_state.load_state_dict(native.state_dict())  # registered buffers, filled from torch's state_dict
+    for key, value in kwargs.items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(getattr(to_state, key), value)
+
+
+def test_dropout_and_relu_take_inplace_like_torch_nn():
+    assert repr(mnn.Dropout(0.2, inplace=True)) == repr(torch.nn.Dropout(0.2, inplace=True))
+    assert repr(mnn.ReLU(inplace=True)) == repr(torch.nn.ReLU(inplace=True)) and repr(mnn.ReLU()) == "ReLU()"
+    x = torch.randn(4, 5)
+    hidden = x.clone()
+    assert mnn.ReLU(inplace=True)(hidden) is hidden and torch.equal(hidden, torch.relu(x))
+    assert torch.equal(mnn.Dropout(1.0)(x), torch.nn.Dropout(1.0)(x))
