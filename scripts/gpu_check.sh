@@ -28,13 +28,13 @@ stage "manual vs native on CUDA (largest errors per op)"
 timeout 60 $PYTHON -m manual_bp.check --device cuda > "$OUT/check.txt" 2>&1; tail -n 15 "$OUT/check.txt"
 
 stage "benchmarks"
-timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 3 --out "$OUT/cuda.json" \
+timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --out "$OUT/cuda.json" \
     > "$OUT/bench.log" 2>&1; grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
 
 stage "train.py, default config, on CUDA"
 SECONDS=0
 timeout 150 $PYTHON train.py --data.data_dir "$MNIST_DIR" --data.download false --trainer.enable_progress_bar false \
-    --trainer.logger.init_args.save_dir "$OUT/runs" --trainer.callbacks+=benchmarks.timing.EpochTimer \
+    --trainer.logger.init_args.save_dir /tmp/gpu_check_runs --trainer.callbacks+=benchmarks.timing.EpochTimer \
     --trainer.callbacks.init_args.report true > "$OUT/train.log" 2>&1
 echo "exit $?, ${SECONDS} s wall (start-up, 12 epochs with validation, test)"
 grep -E "test accuracy|CUDA graph|epoch seconds|rror" "$OUT/train.log" | tail -n 8
