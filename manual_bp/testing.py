@@ -71,18 +71,18 @@ def differentiable_positions(inputs, input_names, constants=()):
 
 
 def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncontiguous=False, seed=0, op=None,
-                gradchecks=False, constants=()):
+                gradchecks=False, constants=(), tolerance=None):
     """Run manual and native on the same inputs with the same random upstream gradient; compare everything.
 
     Floating-point inputs get requires_grad, except those named in `constants` (e.g. class weights, which torch's
     fused losses do not differentiate); each gradient is compared with torch.testing.assert_close at the dtype's
     tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck and
-    gradgradcheck of `manual` on float64 copies of the inputs.
+    gradgradcheck of `manual` on float64 copies of the inputs. tolerance: (rtol, atol) instead of the dtype's.
     """
     dtype = next(t.dtype for t in inputs if t.is_floating_point())
     device = str(inputs[0].device)
     result = Comparison(op or label, label, dtype, device)
-    rtol, atol = TOLERANCES[dtype]
+    rtol, atol = tolerance or TOLERANCES[dtype]
     grad_positions = differentiable_positions(inputs, input_names, constants)
     outputs, grads = [], []
     for fn in (manual, native):

@@ -47,6 +47,7 @@ class MNISTClassifier(pl.LightningModule):
         # then steps the optimizer through Lightning (hooks, step counter and checkpoints stay Lightning's)
         self.automatic_optimization = False
         self.train_step = None  # a TrainStep, made at the start of each fit
+        self.train_sums = None
 
     def forward(self, images):
         return self.net(images.flatten(1))  # (B, 28, 28) -> (B, 784) -> (B, 10)
@@ -66,13 +67,33 @@ class MNISTClassifier(pl.LightningModule):
         else:
             scores, loss = self._scores_and_loss(images, labels)
         preds = scores.argmax(dim=-1)
-        batch_size = len(labels)
-        self.log(metric_tag("loss", stage), loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
-        self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_step=False, on_epoch=True,
-                 sync_dist=True, batch_size=batch_size, prog_bar=stage == "val")
         if stage == "train":
-            self.log("steps/loss", loss, on_step=True, on_epoch=False)  # written every log_every_n_steps
+            self._log_training_metrics(loss, preds, labels)
+        else:
+            batch_size = len(labels)
+            self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
+            self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
+                     batch_size=batch_size, prog_bar=stage == "val")
         return {"loss": loss, "preds": preds}
+
+    def _log_training_metrics(self, loss, preds, labels):
+        """The epoch's loss and accuracy, summed on the device and logged at its last step; the step's loss every
+        log_every_n_steps.
+
+        NOTE: not a self.log per step: on a GPU its host time is longer than the replayed step's. Logged in the last
+        batch, not in on_train_epoch_end, so that callbacks' on_train_epoch_end (the epoch line) see them.
+        """
+        count = torch.ones_like(loss) * len(labels)
+        self.train_sums.add_(torch.stack([loss.detach() * len(labels), (preds == labels).sum(), count]))
+        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("steps/loss", loss, on_step=True, on_epoch=False)
+        if self.trainer.is_last_batch or self.trainer.global_step == self.trainer.max_steps:  # the epoch's last step
+            loss_sum, correct, total = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
+            self.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
+                          on_epoch=True)
+
+    def on_train_epoch_start(self):
+        self.train_sums.zero_()  # NOTE: a run resumed mid-epoch sums from the resume point on
 
     def training_step(self, batch, batch_idx):
         return self._common_step(batch, "train")
@@ -86,6 +107,7 @@ class MNISTClassifier(pl.LightningModule):
     def on_fit_start(self):
         capture = self.hparams.cuda_graph and can_capture(self.device, self.trainer.world_size, self.trainer.precision)
         self.train_step = TrainStep(self._scores_and_loss, self.manual_backward, self.parameters(), capture)
+        self.train_sums = torch.zeros(3, device=self.device)  # this epoch's [loss·B, correct, B]
         if capture:
             log.info("training steps: forward and backward as one CUDA graph replay")
 

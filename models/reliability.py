@@ -120,16 +120,49 @@ class GracefulInterrupt(pl.Callback):
 
 
 class StopOnNonFinite(pl.Callback):
-    """Stops training at the first NaN or infinite gradient or loss, before the optimizer applies it, so every
-    checkpoint on disk holds finite weights. The error names the step and the likely cause.
+    """Stops training at the first NaN or infinite gradient, before the optimizer applies it, so every checkpoint on
+    disk holds finite weights. The error names the step and the likely cause.
 
-    NOTE: runs on every step, replayed (CUDA graph) or eager; on CUDA reading the flag synchronises once a step.
+    On the CPU the gradient norm is read every step. On a GPU reading it would make the host wait for every step;
+    there the check stays on the device: a flag that sticks from the first non-finite step on is handed to the fused
+    optimizer as `found_inf` (as torch.amp.GradScaler does), so the device skips every update from that step on, and
+    the host reads the flag every `log_every_n_steps` and at each epoch's last batch.
     """
+
+    def __init__(self):
+        self.first_bad_step = None  # on a GPU: the global step of the first non-finite gradient, -1 while none
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
+        if not grads:
+            return
+        finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if not finite.is_cuda or not all(group.get("fused") for group in optimizer.param_groups):
+            if not finite:
+                raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
+            return
+        if self.first_bad_step is None:
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=finite.device)
+        step = torch.full_like(self.first_bad_step, trainer.global_step)
+        self.first_bad_step = torch.where(~finite & (self.first_bad_step < 0), step, self.first_bad_step)
+        optimizer.found_inf = (self.first_bad_step >= 0).float()  # NOTE: read by the fused step, which then skips
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.first_bad_step is not None and (trainer.global_step % trainer.log_every_n_steps == 0
+                                                or trainer.is_last_batch or trainer.global_step == trainer.max_steps):
+            self._raise_if_bad(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.first_bad_step is not None:
+            self._raise_if_bad(trainer, pl_module)
+        for optimizer in trainer.optimizers:
+            if hasattr(optimizer, "found_inf"):
+                del optimizer.found_inf
+
+    def _raise_if_bad(self, trainer, pl_module):
+        step = int(self.first_bad_step)  # NOTE: the one host read, every log_every_n_steps
+        if step >= 0:
+            raise non_finite_error(trainer, pl_module, "the gradient", step)
 
 
 def non_finite_error(trainer, pl_module, what, step):
