@@ -34,8 +34,9 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from cli_errors import concise
+from cli_resume import LIGHTNING_CKPT_NAMES, ResumeError, check_same_settings, resume_checkpoint
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
-from models.checkpoints import CheckpointWriteError, DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
+from models.checkpoints import CheckpointWriteError
 from models.console import EpochSummary
 from models.idx import DataFileError, DataNotFoundError
 from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
@@ -43,9 +44,6 @@ from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomStat
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"
-LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")  # --ckpt_path values that name no file
-# settings a resume may change: where the files are and how a step runs, not what is trained
-RESUME_MAY_CHANGE = {"data_dir", "download", "cuda_graph"}
 # NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
 # step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
@@ -65,10 +63,6 @@ class ConciseParser(LightningArgumentParser):
             return super().error(message, ex)
         sys.stderr.write(f"error: {concise(message)}\n(python train.py --help lists the options)\n")
         sys.exit(2)
-
-
-class ResumeError(ValueError):
-    """--ckpt_path cannot resume this run: missing, damaged, or trained with other settings (one line, exit 2)."""
 
 
 class ManualBPCLI(LightningCLI):
@@ -166,65 +160,6 @@ class ManualBPCLI(LightningCLI):
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         if results and self.trainer.is_global_zero:
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
-
-
-def resume_checkpoint(path):
-    """The checkpoint at path, or a ResumeError naming what is wrong and the newest good checkpoint beside it."""
-    path = Path(path)
-    try:
-        return read_checkpoint(path)
-    except (FileNotFoundError, DamagedCheckpointError) as error:
-        problem = f"no checkpoint at {path}" if isinstance(error, FileNotFoundError) else str(error)
-        newest = newest_good_checkpoint(path.parent, skip=path) if path.parent.is_dir() else None
-        if newest is None:
-            advice = (f"{path.parent} holds no good checkpoint (the run stopped before writing one?): "
-                      "start it again without --ckpt_path")
-        else:
-            advice = (f"the newest good checkpoint in {path.parent} is {newest[0].name} (step {newest[1]}): "
-                      f"resume with --ckpt_path {newest[0]}")
-        raise ResumeError(f"{problem}; {advice}") from None
-
-
-def check_same_settings(checkpoint, config, path):
-    """A ResumeError naming every model / data setting that differs from the checkpoint's, and a schedule that
-    would not fit the trainer's limits; resuming with them would silently train something else."""
-    changes = []
-    for key, saved_key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
-        saved, now = checkpoint.get(saved_key), config.get(key)
-        if not saved or now is None or now.get("init_args") is None:
-            continue
-        if saved.get("_class_path", now.class_path) != now.class_path:
-            changes.append(f"{key}.class_path {saved['_class_path']} -> {now.class_path}")
-        for name, value in vars(now.init_args).items():
-            if name not in RESUME_MAY_CHANGE and name in saved and plain(saved[name]) != plain(value):
-                changes.append(f"{key}.{name} {plain(saved[name])} -> {plain(value)}")
-    if changes:
-        raise ResumeError(f"{path} was trained with other settings than given now: {', '.join(changes)}; resume "
-                          "with the run's own config.yaml, or start a new run without --ckpt_path")
-    planned = checkpoint.get("schedule_limits")  # written by a model whose learning-rate schedule spans the run
-    if planned:
-        limits = trainer_limits(config.trainer)
-        changed = [f"trainer.{key} {planned[key]} -> {limits[key]}" for key in ("max_epochs", "max_steps")
-                   if planned[key] != limits[key]]
-        if changed:
-            raise ResumeError(f"{path}: its {planned['lr_schedule']} learning-rate schedule spans the run's planned "
-                              f"length, which changed ({', '.join(changed)}): resuming would step past its end or stop "
-                              "short of it; resume with the run's own limits, or start a new run without --ckpt_path")
-
-
-def trainer_limits(trainer_config):
-    """max_epochs and max_steps as the Trainer resolves them (max_epochs 1000 when neither is given)."""
-    max_steps = trainer_config.get("max_steps")
-    max_steps = -1 if max_steps is None else max_steps
-    max_epochs = trainer_config.get("max_epochs")
-    if max_epochs is None:
-        max_epochs = 1000 if max_steps == -1 and trainer_config.get("max_time") is None else -1
-    return {"max_epochs": max_epochs, "max_steps": max_steps}
-
-
-def plain(value):
-    """Tuples as lists (YAML and checkpoints hold lists), so that equal settings compare equal."""
-    return [plain(item) for item in value] if isinstance(value, (list, tuple)) else value
 
 
 def cli_main(args=None):

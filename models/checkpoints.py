@@ -83,7 +83,7 @@ def read_checkpoint(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:  # missing, unreadable: not a damaged file
         raise
-    except Exception as error:  # a truncated zip, random bytes, an empty file: each fails differently inside torch
+    except Exception:  # a truncated zip, random bytes, an empty file: each fails differently inside torch
         raise DamagedCheckpointError(f"{path} is damaged: it cannot be read as a checkpoint (truncated, empty or "
                                      "overwritten)") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= checkpoint.keys():

@@ -38,7 +38,8 @@ class MNISTClassifier(pl.LightningModule):
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
                  norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
                  lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
-                 lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784, num_classes: int = 10, cuda_graph: bool = True):
+                 lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784,
+                 num_classes: int = 10, cuda_graph: bool = True):
         super().__init__()
         check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes)
         self.save_hyperparameters()
@@ -132,7 +133,8 @@ class MNISTClassifier(pl.LightningModule):
                                                             cycle_momentum=False)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}}
+        schedule = {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}  # the tag of its curve
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_save_checkpoint(self, checkpoint):
         # NOTE: a schedule spans the steps the trainer's limits planned at the start; a resume with other limits

@@ -29,7 +29,8 @@ def mnist_dir():
     """The full MNIST (four .gz IDX files); the few tests that need all 70,000 digits skip without it."""
     if not all((MNIST_DIR / f"{name}.gz").is_file() for name in IDX_FILES.values()):
         pytest.skip(f"needs the full MNIST in {MNIST_DIR}: set MNIST_DIR to a folder with the four .gz IDX files, "
-                    "or run `python train.py` once online, which downloads them to data/MNIST/raw")
+                    "or run `python train.py` once online (it downloads them to data/MNIST/raw) and set "
+                    "MNIST_DIR=data/MNIST/raw")
     return MNIST_DIR
 
 

@@ -1,0 +1,73 @@
+"""What train.py checks before a fit resumes from --ckpt_path: the file (present, readable), and that the model, data
+and schedule settings are the ones it was trained with. Each problem is one ResumeError line (train.py: exit 2).
+"""
+from pathlib import Path
+
+from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
+
+LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")  # --ckpt_path values that name no file
+# settings a resume may change: where the files are and how a step runs, not what is trained
+RESUME_MAY_CHANGE = {"data_dir", "download", "cuda_graph"}
+
+
+class ResumeError(ValueError):
+    """--ckpt_path cannot resume this run: missing, damaged, or trained with other settings (one line, exit 2)."""
+
+
+def resume_checkpoint(path):
+    """The checkpoint at path, or a ResumeError naming what is wrong and the newest good checkpoint beside it."""
+    path = Path(path)
+    try:
+        return read_checkpoint(path)
+    except (FileNotFoundError, DamagedCheckpointError) as error:
+        problem = f"no checkpoint at {path}" if isinstance(error, FileNotFoundError) else str(error)
+        newest = newest_good_checkpoint(path.parent, skip=path) if path.parent.is_dir() else None
+        if newest is None:
+            advice = (f"{path.parent} holds no good checkpoint (the run stopped before writing one?): "
+                      "start it again without --ckpt_path")
+        else:
+            advice = (f"the newest good checkpoint in {path.parent} is {newest[0].name} (step {newest[1]}): "
+                      f"resume with --ckpt_path {newest[0]}")
+        raise ResumeError(f"{problem}; {advice}") from None
+
+
+def check_same_settings(checkpoint, config, path):
+    """A ResumeError naming every model / data setting that differs from the checkpoint's, and a schedule that
+    would not fit the trainer's limits; resuming with them would silently train something else."""
+    changes = []
+    for key, saved_key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
+        saved, now = checkpoint.get(saved_key), config.get(key)
+        if not saved or now is None or now.get("init_args") is None:
+            continue
+        if saved.get("_class_path", now.class_path) != now.class_path:
+            changes.append(f"{key}.class_path {saved['_class_path']} -> {now.class_path}")
+        for name, value in vars(now.init_args).items():
+            if name not in RESUME_MAY_CHANGE and name in saved and plain(saved[name]) != plain(value):
+                changes.append(f"{key}.{name} {plain(saved[name])} -> {plain(value)}")
+    if changes:
+        raise ResumeError(f"{path} was trained with other settings than given now: {', '.join(changes)}; resume "
+                          "with the run's own config.yaml, or start a new run without --ckpt_path")
+    planned = checkpoint.get("schedule_limits")  # written by a model whose learning-rate schedule spans the run
+    if planned:
+        limits = trainer_limits(config.trainer)
+        changed = [f"trainer.{key} {planned[key]} -> {limits[key]}" for key in ("max_epochs", "max_steps")
+                   if planned[key] != limits[key]]
+        if changed:
+            raise ResumeError(f"{path}: its {planned['lr_schedule']} learning-rate schedule spans the run's planned "
+                              f"length, which changed ({', '.join(changed)}): resuming would step past its end or stop "
+                              "short of it; resume with the run's own limits, or start a new run without --ckpt_path")
+
+
+def trainer_limits(trainer_config):
+    """max_epochs and max_steps as the Trainer resolves them (max_epochs 1000 when neither is given)."""
+    max_steps = trainer_config.get("max_steps")
+    max_steps = -1 if max_steps is None else max_steps
+    max_epochs = trainer_config.get("max_epochs")
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps == -1 and trainer_config.get("max_time") is None else -1
+    return {"max_epochs": max_epochs, "max_steps": max_steps}
+
+
+def plain(value):
+    """Tuples as lists (YAML and checkpoints hold lists), so that equal settings compare equal."""
+    return [plain(item) for item in value] if isinstance(value, (list, tuple)) else value
