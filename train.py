@@ -78,7 +78,7 @@ class ManualBPCLI(LightningCLI):
         super().__init__(*args, run=run, **kwargs)
 
     def add_arguments_to_parser(self, parser):
-        # best-epochNN.ckpt by validation accuracy (for testing) and last.ckpt after each validation ...
+        # best-epochNN.ckpt by validation accuracy (for testing), and last.ckpt beside each new best ...
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "acc/val", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,

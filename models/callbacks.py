@@ -13,6 +13,8 @@ from pytorch_lightning.utilities import grad_norm, rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from models.mlp import build_mlp, classification_loss
+
 
 def metric_tag(metric, stage):
     """The tag of `metric` ("loss", "acc") at `stage`: acc/train, loss/val, ..., but test/acc (see above)."""
@@ -25,8 +27,6 @@ class EpochlessTensorBoardLogger(TensorBoardLogger):
 
     def log_metrics(self, metrics, step=None):
         super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
-
-from models.mlp import build_mlp, classification_loss
 
 
 def tensorboard(trainer):
@@ -41,7 +41,9 @@ class GradientStatistics(pl.Callback):
     """Per-layer gradient L2 norms every `log_every_n_steps`; weight and gradient histograms once per epoch."""
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if trainer.global_step % trainer.log_every_n_steps == 0:
+        # NOTE: global_step counts the steps done, this is step global_step + 1; Lightning writes a step's logs when
+        # that number is a multiple of log_every_n_steps
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
             norms = grad_norm(pl_module, norm_type=2)  # {"grad_2.0_norm/<parameter>": ..., "grad_2.0_norm_total": ...}
             pl_module.log_dict({f"steps/{key.replace('grad_2.0_norm', 'grad_norm')}": value
                                 for key, value in norms.items()})
@@ -58,7 +60,8 @@ class NativeGradientCheck(pl.Callback):
     """Every `every_n_steps`, the gradient of the current batch from the manual layers and from native autograd.
 
     Both are computed on the current weights with dropout off (so the two see the same function), and
-    `steps/grad_check_max_rel_diff` = max over parameters of max|g_manual − g_native| / max|g_native| is logged:
+    `steps/grad_check_max_rel_diff` = max|g_manual − g_native| / max|g_native|, both maxima over every element of
+    every parameter's gradient, is logged:
     a live proof that the handwritten backward is right while the network trains.
     """
 
@@ -70,10 +73,11 @@ class NativeGradientCheck(pl.Callback):
     def twins(self, hp, device):
         if self.nets is None:
             # NOTE: built once, with the random state forked, so monitoring never changes the training run's
-            # random numbers (initialisation draws them); dropout off so both backends see the same function.
+            # random numbers (initialisation draws them); dropout off so both backends see the same function, and
+            # in training mode, so a batch norm normalises with the batch's statistics as the trained network does.
             with torch.random.fork_rng(devices=[]):
                 self.nets = {backend: build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation,
-                                                backend, hp.dropout, hp.get("norm", "none")).to(device).eval()
+                                                backend, 0.0, hp.get("norm", "none")).to(device).train()
                              for backend in ("manual", "native")}
         return self.nets
 
@@ -81,8 +85,8 @@ class NativeGradientCheck(pl.Callback):
         self.batch = batch
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if pl_module.hparams.get("backend") != "manual" or trainer.global_step % self.every_n_steps:
-            return
+        if pl_module.hparams.get("backend") != "manual" or (trainer.global_step + 1) % self.every_n_steps:
+            return  # NOTE: on steps every_n_steps, 2·every_n_steps, ... (global_step counts the steps done)
         hp = pl_module.hparams
         images, labels = self.batch
         params = {name: p.detach().requires_grad_() for name, p in pl_module.net.named_parameters()}
@@ -91,8 +95,11 @@ class NativeGradientCheck(pl.Callback):
             logits = torch.func.functional_call(net, params, (images.flatten(1),))
             loss = classification_loss(logits, labels, hp.loss, backend)
             gradients.append(torch.autograd.grad(loss, list(params.values())))
-        differences = [(m - n).abs().max() / n.abs().max().clamp(min=1e-30) for m, n in zip(*gradients)]
-        pl_module.log("steps/grad_check_max_rel_diff", torch.stack(differences).max())
+        # NOTE: relative to the largest gradient of the network, not parameter by parameter: a bias before a batch
+        # norm has a gradient of exactly 0 in exact arithmetic, and its rounding noise over itself would read as 100%
+        difference = torch.stack([(m - n).abs().max() for m, n in zip(*gradients)]).max()
+        scale = torch.stack([n.abs().max() for n in gradients[1]]).max().clamp(min=1e-30)
+        pl_module.log("steps/grad_check_max_rel_diff", difference / scale)
 
 
 # arguments that say where the data are or how fast a step runs, not what is learned: not hyperparameters

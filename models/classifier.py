@@ -133,7 +133,9 @@ class MNISTClassifier(pl.LightningModule):
                                                             cycle_momentum=False)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        schedule = {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}  # the tag of its curve
+        # NOTE: the module steps the scheduler itself (manual optimization); "interval" tells LearningRateMonitor to
+        # log it per step, "name" is the tag of its curve
+        schedule = {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_save_checkpoint(self, checkpoint):

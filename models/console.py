@@ -24,7 +24,9 @@ class EpochSummary(pl.Callback):
         if not trainer.is_global_zero or self.started is None:
             return
         metrics = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch + 1:>{len(str(trainer.max_epochs))}}/{trainer.max_epochs}"]
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None  # -1: max_steps rules
+        parts = [f"epoch {trainer.current_epoch + 1:>{len(str(epochs))}}/{epochs}" if epochs
+                 else f"epoch {trainer.current_epoch + 1}"]
         for stage in ("train", "val"):
             loss, acc = metrics.get(f"loss/{stage}"), metrics.get(f"acc/{stage}")
             if loss is not None or acc is not None:

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.idx import DataFileError, DataNotFoundError, download, find_idx_files, missing_message, read_idx
+
 NUM_CLASSES = 10  # the digits 0-9; Fashion-MNIST's ten kinds of clothing
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}  # pixel mean, std of the train set
 

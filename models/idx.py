@@ -22,7 +22,7 @@ IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # images (N, 28, 28), labels (N,): u
 
 
 class DataFileError(ValueError):
-    """A data file is missing, truncated or not an IDX file; the message names the file."""
+    """A data file is truncated, not an IDX file or holds impossible data; the message names the file."""
 
 
 def find_idx_files(data_dir, dataset):

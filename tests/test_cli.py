@@ -94,7 +94,11 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     assert 0.5 < events.Scalars("test/acc")[-1].value <= 1.0
     assert "epoch" not in scalars  # Lightning's step-wise epoch counter would be the Time Series tab's first card
     assert all(0 <= e.value < 1e-4 for e in events.Scalars("steps/grad_check_max_rel_diff"))
-    assert len(events.Scalars("steps/grad_check_max_rel_diff")) >= 4  # 2 epochs x 40 steps, every 10 steps
+    # 2 epochs of 20 steps: the check on steps 10, 20, 30, 40 (0-based 9, 19, ...), the norms on every 5th step, each
+    # written at the step it was computed on (Lightning writes a kept value again at the next logging step)
+    check_steps = [e.step for e in events.Scalars("steps/grad_check_max_rel_diff")]
+    assert check_steps[0] == 9 and {9, 19, 29, 39} <= set(check_steps) <= set(range(4, 40, 5)), check_steps
+    assert [e.step for e in events.Scalars("steps/grad_norm_total")] == list(range(4, 40, 5))
     histograms = set(events.Tags()["histograms"])
     assert {"parameters/net.0.weight", "parameters_grad/net.0.weight", "parameters/net.2.bias"} <= histograms
     assert len(events.Histograms("parameters/net.0.weight")) == 2  # once per epoch
