@@ -3,11 +3,10 @@ and schedule settings are the ones it was trained with. Each problem is one Resu
 """
 from pathlib import Path
 
+from models.callbacks import SETTINGS  # where the files are, how fast a step runs: a resume may change them
 from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
 
 LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")  # --ckpt_path values that name no file
-# settings a resume may change: where the files are and how a step runs, not what is trained
-RESUME_MAY_CHANGE = {"data_dir", "download", "cuda_graph"}
 
 
 class ResumeError(ValueError):
@@ -42,7 +41,7 @@ def check_same_settings(checkpoint, config, path):
         if saved.get("_class_path", now.class_path) != now.class_path:
             changes.append(f"{key}.class_path {saved['_class_path']} -> {now.class_path}")
         for name, value in vars(now.init_args).items():
-            if name not in RESUME_MAY_CHANGE and name in saved and plain(saved[name]) != plain(value):
+            if name not in SETTINGS and name in saved and plain(saved[name]) != plain(value):
                 changes.append(f"{key}.{name} {plain(saved[name])} -> {plain(value)}")
     if changes:
         raise ResumeError(f"{path} was trained with other settings than given now: {', '.join(changes)}; resume "

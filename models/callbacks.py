@@ -102,7 +102,8 @@ class NativeGradientCheck(pl.Callback):
         pl_module.log("steps/grad_check_max_rel_diff", difference / scale)
 
 
-# arguments that say where the data are or how fast a step runs, not what is learned: not hyperparameters
+# arguments that say where the data are or how fast a step runs, not what is learned: not hyperparameters (the HParams
+# tab), and free to change when a run resumes (train.py)
 SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
 
 
