@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import grad_norm, rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+import manual_bp.nn as mnn
 from models.mlp import build_mlp, classification_loss
 
 
@@ -77,8 +78,12 @@ class NativeGradientCheck(pl.Callback):
             # in training mode, so a batch norm normalises with the batch's statistics as the trained network does.
             with torch.random.fork_rng(devices=[]):
                 self.nets = {backend: build_mlp(hp.input_size, hp.hidden_sizes, hp.num_classes, hp.activation,
-                                                backend, 0.0, hp.get("norm", "none")).to(device).train()
+                                                backend, hp.dropout, hp.get("norm", "none")).to(device).train()
                              for backend in ("manual", "native")}
+            for net in self.nets.values():  # the same layers (and parameter names) as the trained network
+                for module in net.modules():
+                    if isinstance(module, (torch.nn.Dropout, mnn.Dropout)):
+                        module.eval()
         return self.nets
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -159,3 +159,12 @@ def test_every_loss_and_dropout_train_in_the_step(mnist_slice, accelerator, loss
     losses = steps.losses
     assert len(losses) == 12 and all(map(math.isfinite, losses))
     assert sum(losses[-3:]) / 3 < 0.9 * losses[0]  # it learns: the last steps' loss below the first step's
+
+
+def test_the_live_check_twins_have_the_trained_layers_with_dropout_off_and_batch_norm_training():
+    model = MNISTClassifier(hidden_sizes=(16,), dropout=0.5, norm="batch")
+    twins = NativeGradientCheck().twins(model.hparams, "cpu")
+    for net in twins.values():
+        assert [name for name, _ in net.named_parameters()] == [name for name, _ in model.net.named_parameters()]
+        modes = {type(module).__name__: module.training for module in net.modules()}
+        assert modes["Dropout"] is False and modes["BatchNorm1d"] is True
