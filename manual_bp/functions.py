@@ -2,17 +2,20 @@
 
 Notation (row convention, one sample per row): X is (B, in), Z = X·Wᵀ + b is (B, out), A = f(Z).
 Every backward is built from differentiable tensor ops, so double backward (gradgradcheck) works, and every
-Function sets `generate_vmap_rule`, so torch.func.vmap / jacrev / grad work on it.
+Function is a `manual_bp.autograd.Function` (forward without ctx, setup_context, `generate_vmap_rule`), so
+torch.func.vmap / jacrev / grad and torch.compile work on it.
 """
 import math
 
 import torch
 
+from manual_bp.autograd import Function
+
 
 # ----------------------------------------------------------------------------------------------- affine layer
 
 
-class LinearFunction(torch.autograd.Function):
+class LinearFunction(Function):
     """Z = X·Wᵀ + b with W = weight of shape (out, in), exactly as torch.nn.functional.linear.
 
     ∂L/∂X = ∂L/∂Z·W,   ∂L/∂W = ∂L/∂Zᵀ·X,   ∂L/∂b = Σ_batch ∂L/∂Z.
@@ -20,8 +23,6 @@ class LinearFunction(torch.autograd.Function):
     The lecture writes Z = X·W_lec + B with W_lec = Wᵀ of shape (in, out); its ∂L/∂W_lec = Xᵀ·∂L/∂Z is the
     transpose of the ∂L/∂W computed here. Leading dimensions (*, in) are flattened into one batch.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, weight, bias):
@@ -58,10 +59,8 @@ class LinearFunction(torch.autograd.Function):
 # ------------------------------------------------------------------------------------------------ activations
 
 
-class SigmoidFunction(torch.autograd.Function):
+class SigmoidFunction(Function):
     """A = σ(Z) = 1 / (1 + e^(−Z));   ∂L/∂Z = ∂L/∂A ⊙ A(1 − A)."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input):
@@ -82,10 +81,8 @@ class SigmoidFunction(torch.autograd.Function):
         return torch.addcmul(scaled, scaled, output, value=-1)
 
 
-class TanhFunction(torch.autograd.Function):
+class TanhFunction(Function):
     """A = tanh(Z);   ∂L/∂Z = ∂L/∂A ⊙ (1 − A²)."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input):
@@ -102,10 +99,8 @@ class TanhFunction(torch.autograd.Function):
         return torch.addcmul(grad_output, grad_output * output, output, value=-1)
 
 
-class ReLUFunction(torch.autograd.Function):
+class ReLUFunction(Function):
     """A = max(Z, 0);   ∂L/∂Z = ∂L/∂A ⊙ 1[Z > 0].   inplace=True overwrites Z with A (torch's relu_)."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, inplace=False):
@@ -132,15 +127,13 @@ class ReLUFunction(torch.autograd.Function):
         return grad_output * output.sign(), None  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
 
 
-class DropoutFunction(torch.autograd.Function):
+class DropoutFunction(Function):
     """A = Z ⊙ M / (1 − p) for a fixed 0/1 mask M (inverted dropout);   ∂L/∂Z = ∂L/∂A ⊙ M / (1 − p).
 
     The mask is drawn outside the Function (see `functional.dropout`), so the Function itself is deterministic
     and vmap-able; here it is just an input that receives no gradient. inplace=True overwrites Z with A.
     p = 1 is scale 0 with an all-zero mask: A = Z·0 and ∂L/∂Z = 0, as torch (a NaN in Z stays NaN there too).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, mask, scale, inplace=False):
@@ -166,10 +159,8 @@ class DropoutFunction(torch.autograd.Function):
 # ------------------------------------------------------------------------- the next lecture's activations
 
 
-class LeakyReLUFunction(torch.autograd.Function):
+class LeakyReLUFunction(Function):
     """A = Z for Z > 0, αZ otherwise (α = negative_slope);   ∂L/∂Z = ∂L/∂A ⊙ (1[Z > 0] + α·1[Z ≤ 0])."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, negative_slope):
@@ -206,14 +197,12 @@ INV_SQRT_TWO_PI = 0.3989422804014327
 GELU_CUBIC = 0.044715
 
 
-class GELUFunction(torch.autograd.Function):
+class GELUFunction(Function):
     """A = Z·Φ(Z), Φ the standard normal CDF;   ∂L/∂Z = ∂L/∂A ⊙ (Φ(Z) + Z·φ(Z)), φ(z) = e^(−z²/2)/√(2π).
 
     approximate="tanh": A = ½Z(1 + tanh u), u = √(2/π)(Z + 0.044715Z³);
     ∂L/∂Z = ∂L/∂A ⊙ (½(1 + tanh u) + ½Z(1 − tanh² u)·√(2/π)(1 + 3·0.044715Z²)).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, approximate):
@@ -245,13 +234,11 @@ class GELUFunction(torch.autograd.Function):
         return (upcast(grad_output) * derivative).to(grad_output.dtype), None
 
 
-class SoftmaxFunction(torch.autograd.Function):
+class SoftmaxFunction(Function):
     """S = softmax(Z) along dim: s_i = e^(z_i)/Σ_j e^(z_j);   ∂L/∂Z = S ⊙ (∂L/∂S − Σ_dim(∂L/∂S ⊙ S)).
 
     (The Jacobian ∂s_i/∂z_j = s_i(δ_ij − s_j) times the upstream gradient, without building the (C, C) matrix.)
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, dim):
@@ -273,10 +260,8 @@ class SoftmaxFunction(torch.autograd.Function):
         return output * (grad_output - weighted_sum), None  # ∂L/∂Z = S ⊙ (∂L/∂S − Σ ∂L/∂S ⊙ S)
 
 
-class LogSoftmaxFunction(torch.autograd.Function):
+class LogSoftmaxFunction(Function):
     """A = log softmax(Z) = Z − log Σ_dim e^Z;   ∂L/∂Z = ∂L/∂A − e^A ⊙ Σ_dim ∂L/∂A   (e^A = softmax(Z))."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, dim):

@@ -6,6 +6,8 @@ or N samples for cross-entropy), "none" returns ℓ itself. The backward scales 
 """
 import torch
 
+from manual_bp.autograd import Function
+
 # NOTE: torch.nn.functional.binary_cross_entropy clamps each log at −100 (so ŷ = 0 or 1 costs 100, not inf) and
 # divides its gradient by max(ŷ(1 − ŷ), 1e-12); the same constants here make the edge values match torch exactly.
 LOG_CLAMP = -100.0
@@ -37,7 +39,7 @@ def weighted_upstream(derivative, grad_output, weight, reduction, count):
     return grad / count if reduction == "mean" else grad
 
 
-class MSELossFunction(torch.autograd.Function):
+class MSELossFunction(Function):
     """ℓ = (ŷ − y)²;   ∂ℓ/∂ŷ = 2(ŷ − y), so for "mean" ∂L/∂ŷ = 2(ŷ − y)/N;   ∂ℓ/∂y = −∂ℓ/∂ŷ.
 
     With a weight w of the input's shape (torch's `weight`): ℓ = w(ŷ − y)², "mean" is L = Σ w(ŷ − y)² / Σ w, so
@@ -45,8 +47,6 @@ class MSELossFunction(torch.autograd.Function):
 
     The lecture's E = ½ Σ (ŷ − y)² is ½ · mse_loss(ŷ, y, reduction="sum"); the ½ is there so that ∂E/∂ŷ = ŷ − y.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, reduction, weight=None):
@@ -85,14 +85,12 @@ class MSELossFunction(torch.autograd.Function):
         return grad_input, grad_target, None, grad_weight
 
 
-class BCELossFunction(torch.autograd.Function):
+class BCELossFunction(Function):
     """ℓ = −w[y·log ŷ + (1 − y)·log(1 − ŷ)];   ∂ℓ/∂ŷ = w(ŷ − y) / (ŷ(1 − ŷ));   ∂ℓ/∂y = w(log(1 − ŷ) − log ŷ).
 
     w = weight, broadcast to the input's shape (1 when None); "mean" divides by N elements, not by Σw, as torch.
     Like torch's kernel the weight is a constant: no gradient flows to it.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, reduction, weight=None):
@@ -124,7 +122,7 @@ class BCELossFunction(torch.autograd.Function):
         return grad_input, grad_target, None, None
 
 
-class BCEWithLogitsLossFunction(torch.autograd.Function):
+class BCEWithLogitsLossFunction(Function):
     """ℓ = BCE(σ(z), y) = (1 − y)·z + log(1 + e^(−z));   ∂ℓ/∂z = σ(z) − y (so (σ(z) − y)/N for "mean");   ∂ℓ/∂y = −z.
 
     With pos_weight p (broadcast over the input, e.g. (C,) over (N, C)) the positive term is weighted:
@@ -133,8 +131,6 @@ class BCEWithLogitsLossFunction(torch.autograd.Function):
     With weight w every ℓ and both derivatives are multiplied by w; "mean" divides by N, not by Σw, as torch.
     Like torch's kernel, weight and pos_weight are constants: no gradient flows to them.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, reduction, weight=None, pos_weight=None):
@@ -222,7 +218,7 @@ def counted_total(counted, target, target_weight):
     return only_counted(counted, target_weight).sum()
 
 
-class CrossEntropyLossFunction(torch.autograd.Function):
+class CrossEntropyLossFunction(Function):
     """ℓ_i = −log softmax(z_i)[y_i] for logits z_i (C,) and a class index y_i;   ∂ℓ_i/∂z_i = softmax(z_i) − onehot(y_i).
 
     For "mean" over N samples ∂L/∂Z = (softmax(Z) − onehot(Y)) / N: (N, C). Logits may also be (C,) or
@@ -234,8 +230,6 @@ class CrossEntropyLossFunction(torch.autograd.Function):
     (the count of counted targets when w is None), for both terms, as torch. Class weights get no gradient
     (torch's nll_loss is not differentiable in them).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, reduction, weight=None, ignore_index=-100, label_smoothing=0.0):
@@ -288,7 +282,7 @@ class CrossEntropyLossFunction(torch.autograd.Function):
         return grad_input, None, None, None, None, None
 
 
-class CrossEntropyProbsLossFunction(torch.autograd.Function):
+class CrossEntropyProbsLossFunction(Function):
     """Cross-entropy against class probabilities t_i (a float target of the input's shape), torch's soft targets:
 
         q_i = ((1 − ε)·t_i + ε/K)·w (smoothing ε over K = C classes, class weights w; 1 when None),
@@ -297,8 +291,6 @@ class CrossEntropyProbsLossFunction(torch.autograd.Function):
 
     "mean" divides by the number of samples N·d1···dK, not by Σw (unlike class-index targets), as torch.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, reduction, weight=None, label_smoothing=0.0):
@@ -351,15 +343,13 @@ def nll_sample_weights(target, weight, ignore_index, dtype):
     return weight[target.where(counted, 0)] * counted  # NOTE: an ignored index is read as class 0, then zeroed
 
 
-class NLLLossFunction(torch.autograd.Function):
+class NLLLossFunction(Function):
     """ℓ_i = −w_{y_i}·x_{i, y_i} for log-probabilities x_i (C,), a class index y_i and class weights w (1 if None);
     ℓ_i = 0 where y_i = ignore_index. "mean" divides Σℓ by Σ_i w_{y_i} over the counted targets (not by N).
 
     ∂ℓ_i/∂x_{i,c} = −w_{y_i}·1[c = y_i], so for "mean" ∂L/∂X = −onehot(Y) ⊙ w_Y / Σ w_Y.
     Input (N, C), (C,) or (N, C, d1, ...), the classes in dim 1 (dim 0 for (C,)), as torch.nn.functional.nll_loss.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, weight, ignore_index, reduction):

@@ -10,6 +10,7 @@ no_grad (they receive no gradient), and in eval mode they are constants for Batc
 """
 import torch
 
+from manual_bp.autograd import Function
 from manual_bp.functions import upcast
 
 
@@ -68,14 +69,12 @@ def sum_over(tensor, dims):
     return tensor.sum(dim=dims) if dims else tensor
 
 
-class BatchNormFunction(torch.autograd.Function):
+class BatchNormFunction(Function):
     """Training-mode batch norm of input (N, C) or (N, C, L) with the statistics of this batch, per channel.
 
     ∂L/∂x = (1/N)·γ/√(σ² + ε)·(N·∂L/∂y − Σ∂L/∂y − x̂·Σ(∂L/∂y ⊙ x̂)),   ∂L/∂γ = Σ ∂L/∂y ⊙ x̂,   ∂L/∂β = Σ ∂L/∂y
     (sums over the N·L values of a channel).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, weight, bias, eps):
@@ -110,14 +109,12 @@ class BatchNormFunction(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None
 
 
-class BatchNormEvalFunction(torch.autograd.Function):
+class BatchNormEvalFunction(Function):
     """Eval-mode batch norm: x̂ = (x − μ_run)/√(σ²_run + ε) with the running statistics as constants.
 
     ∂L/∂x = ∂L/∂y ⊙ γ/√(σ²_run + ε),   ∂L/∂γ = Σ ∂L/∂y ⊙ x̂,   ∂L/∂β = Σ ∂L/∂y.
     μ_run and σ²_run do not depend on x, so there are no paths through the mean and variance: a per-channel affine map.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, running_mean, running_var, weight, bias, eps):
@@ -155,14 +152,12 @@ class BatchNormEvalFunction(torch.autograd.Function):
         return grad_input, None, None, grad_weight, grad_bias, None
 
 
-class LayerNormFunction(torch.autograd.Function):
+class LayerNormFunction(Function):
     """Layer norm over the trailing dims `normalized_shape` of each sample; γ, β have shape normalized_shape.
 
     ∂L/∂x = (1/N)·1/√(σ² + ε)·(N·∂L/∂x̂ − Σ∂L/∂x̂ − x̂·Σ(∂L/∂x̂ ⊙ x̂)) with ∂L/∂x̂ = ∂L/∂y ⊙ γ (sums over the N values
     of one sample's normalized dims),   ∂L/∂γ = Σ_batch ∂L/∂y ⊙ x̂,   ∂L/∂β = Σ_batch ∂L/∂y.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input, normalized_shape, weight, bias, eps):
