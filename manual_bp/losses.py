@@ -66,9 +66,12 @@ class MSELossFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         input, target, weight = ctx.saved_tensors
-        count = input.numel() if weight is None else weight.sum()
-        scale = upstream_scale(grad_output, ctx.reduction, count)  # ∂L/∂ℓ: g/N, or g/Σw when weighted
-        grad = 2 * (input - target) * scale  # 2(ŷ − y)/N
+        # N, or Σw when weighted (NOTE: an empty input has nothing to scale; max(·, 1) keeps Python from 2/0)
+        count = max(input.numel(), 1) if weight is None else weight.sum()
+        # NOTE: (ŷ − y)·(g·2/N), as torch's kernel: the 2 and 1/N join the upstream scalar, so the full-size work
+        # is one subtraction and one product
+        twice_scale = grad_output * (2 / count) if ctx.reduction == "mean" else 2 * grad_output
+        grad = (input - target) * twice_scale  # 2(ŷ − y)/N
         if weight is not None:
             grad = grad * weight  # 2w(ŷ − y)/Σw
         grad_input = grad if ctx.needs_input_grad[0] else None
@@ -76,7 +79,7 @@ class MSELossFunction(Function):
         grad_weight = None
         if ctx.needs_input_grad[3]:
             squared = (input - target).square()
-            grad_weight = squared * scale  # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
+            grad_weight = squared * upstream_scale(grad_output, ctx.reduction, count)  # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
             if ctx.reduction == "mean":
                 # ∂L/∂w = (ŷ − y)²/Σw − (Σw(ŷ − y)²/Σw)/Σw, the quotient rule's two terms
                 # NOTE: the same value as ((ŷ − y)² − L)/Σw, but formed as torch's autograd forms it: where
@@ -96,7 +99,9 @@ class BCELossFunction(Function):
     def forward(input, target, reduction, weight=None):
         log_p = torch.log(input).clamp(min=LOG_CLAMP)  # NOTE: log 0 = −inf clamped to −100, as torch
         log_one_minus_p = torch.log1p(-input).clamp(min=LOG_CLAMP)
-        loss = -(target * log_p + (1 - target) * log_one_minus_p)
+        # ℓ = (y − 1)·log(1 − ŷ) − y·log ŷ: torch's kernel's order of operations, in three passes (addcmul fuses the
+        # second product with the difference)
+        loss = torch.addcmul((target - 1) * log_one_minus_p, target, log_p, value=-1)
         return reduce_loss(loss if weight is None else loss * weight, reduction)
 
     @staticmethod
@@ -186,10 +191,11 @@ def sample_view(per_sample, dim):
 
 
 def log_softmax(input, dim):
-    # NOTE: log softmax as (z − max z) − log Σ e^(z − max z): shifting by the max keeps e^(·) ≤ 1 (no overflow at
-    # logits of 1e4), and subtracting the max before the log-sum keeps float32 digits that z − logsumexp(z) loses.
-    shifted = input - input.amax(dim=dim, keepdim=True)  # (N, C, d1, ..., dK)
-    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+    # NOTE: torch's fused kernel (one pass instead of six small ops), which computes the stable form
+    # (z − max z) − log Σ e^(z − max z): shifting by the max keeps e^(·) ≤ 1 (no overflow at logits of 1e4), and
+    # subtracting it before the log-sum keeps float32 digits that z − logsumexp(z) loses. The form written out in
+    # small ops, with its own handwritten backward, is LogSoftmaxFunction (functions.py).
+    return torch.log_softmax(input, dim)
 
 
 def counted_targets(target, weight, ignore_index):
@@ -267,11 +273,14 @@ class CrossEntropyLossFunction(Function):
         counted, safe_target, target_weight = counted_targets(target, weight, ignore_index=ctx.ignore_index)
         count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
         scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
-        classes = torch.arange(input.shape[dim], device=input.device)
-        onehot = (safe_target.unsqueeze(dim) == class_view(classes, input, dim)).to(input.dtype)  # (N, C, ...)
         probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
-        nll_scale = scale if weight is None else scale * target_weight  # w_{y_i}·∂L/∂ℓ_i
-        grad_input = (probs - onehot) * sample_view(nll_scale, dim)  # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ
+        nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i
+        # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ: the softmax term everywhere, then −∂L/∂ℓ_i added at class y_i
+        # NOTE: scatter_add_ subtracts at the target class in place of building onehot(Y) (arange, compare, cast,
+        # subtract: four full-size passes); the sum is the same. In place on a product autograd does not save.
+        grad_input = probs * nll_scale
+        target_index = safe_target.unsqueeze(dim)  # (N, 1, d1, ..., dK)
+        grad_input.scatter_add_(dim, target_index, (-nll_scale).expand(target_index.shape))
         if smoothing > 0:
             if weight is None:
                 uniform = probs * input.shape[dim] - 1  # (Σ_c 1)·p − 1
