@@ -1,4 +1,4 @@
-"""`Function`, the base class of every manual_bp op: torch.func's style of autograd.Function, at the cost of the old one.
+"""`Function`, the base class of every manual_bp op: torch.func's style of autograd.Function, at the old style's cost.
 
 Each op is written as torch's docs ask for torch.func (vmap, grad, jacrev) and torch.compile:
 

@@ -79,7 +79,8 @@ class MSELossFunction(Function):
         grad_weight = None
         if ctx.needs_input_grad[3]:
             squared = (input - target).square()
-            grad_weight = squared * upstream_scale(grad_output, ctx.reduction, count)  # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
+            # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
+            grad_weight = squared * upstream_scale(grad_output, ctx.reduction, count)
             if ctx.reduction == "mean":
                 # ∂L/∂w = (ŷ − y)²/Σw − (Σw(ŷ − y)²/Σw)/Σw, the quotient rule's two terms
                 # NOTE: the same value as ((ŷ − y)² − L)/Σw, but formed as torch's autograd forms it: where
