@@ -8,8 +8,10 @@ inflates Python-heavy parts, so read the shares, not the absolute times), then t
 import argparse
 import cProfile
 import pstats
+import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -37,10 +39,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         profiler = cProfile.Profile()
         profiler.enable()
-        cli = cli_main(["fit", "--data.data_dir", args.data_dir, "--data.download", "false",
-                        "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--data.max_shift", "0",
-                        "--trainer.accelerator", args.device, "--trainer.enable_progress_bar", "false",
-                        "--trainer.logger.init_args.save_dir", tmp])
+        with mock.patch.object(sys, "argv", sys.argv[:1]):  # NOTE: as in benchmarks/run.py
+            cli = cli_main(["fit", "--data.data_dir", args.data_dir, "--data.download", "false",
+                            "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--data.max_shift", "0",
+                            "--trainer.accelerator", args.device, "--trainer.enable_progress_bar", "false",
+                            "--trainer.logger.init_args.save_dir", tmp])
         profiler.disable()
     steps = cli.trainer.global_step
     stats = pstats.Stats(profiler)

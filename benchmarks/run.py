@@ -20,9 +20,11 @@ import gzip
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytorch_lightning as pl
 import torch
@@ -198,12 +200,15 @@ def train_py_epoch(data_dir, save_dir, batch_limit, device, cuda_graph=True, ext
 
     EpochTimer.seconds.clear()
     limit = ["--trainer.limit_train_batches", str(batch_limit)] if batch_limit < 10**9 else []
-    cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
-              "--trainer.accelerator", device.type, "--model.cuda_graph", str(cuda_graph).lower(),
-              "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
-              "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
-              "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.callbacks+=benchmarks.timing.EpochTimer",
-              *limit, *extra])
+    # NOTE: sys.argv without this script's own options, as `python train.py ...` would have it (else LightningCLI warns
+    # that both args and sys.argv were given)
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
+                  "--trainer.accelerator", device.type, "--model.cuda_graph", str(cuda_graph).lower(),
+                  "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
+                  "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+                  "--trainer.logger.init_args.save_dir", str(save_dir),
+                  "--trainer.callbacks+=benchmarks.timing.EpochTimer", *limit, *extra])
     batches = min(batch_limit, len(range(0, 55000, BATCH)))
     return EpochTimer.seconds[-1] * len(range(0, 55000, BATCH)) / batches  # the second epoch: warm
 
