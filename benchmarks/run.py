@@ -10,7 +10,8 @@
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
    step eager and without the step-wise last.ckpt), (b) a plain loop with native layers over in-memory tensors
    (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
-   into the usual LightningModule with native layers; ratios a/b, b/a and c/a
+   into the usual LightningModule with native layers; ratios a/b, b/a (medians over three alternating rounds of
+   a, b and b fused) and c/a
 4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory a step
    allocates above weights, optimizer state and batch
 5. achieved GFLOP/s of the training step against this machine's measured matmul rate
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
+import manual_bp
 import manual_bp.functional as MF
 from benchmarks.timing import EpochTimer, synchronize
 from models.data import MNISTDataModule
@@ -60,7 +62,19 @@ def op_cases(device):
         "bce_with_logits 128x10": (MF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
                                    (randn(BATCH, 10), target)),
         "cross_entropy 128x10": (MF.cross_entropy, F.cross_entropy, (randn(BATCH, 10), labels)),
+        # the value checks (class indices in range, probabilities in [0, 1]) off, as for data checked when loaded
+        "binary_cross_entropy, value checks off": (without_value_checks(MF.binary_cross_entropy),
+                                                   F.binary_cross_entropy, (probs, target)),
+        "cross_entropy, value checks off": (without_value_checks(MF.cross_entropy), F.cross_entropy,
+                                            (randn(BATCH, 10), labels)),
     }
+
+
+def without_value_checks(fn):
+    def call(*args):
+        with manual_bp.value_checks(False):
+            return fn(*args)
+    return call
 
 
 def forward_backward(fn, inputs):
@@ -264,17 +278,29 @@ def main(argv=None):
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
                "training_step": bench_training_step(device, repeats, min_run_time)}
     with tempfile.TemporaryDirectory() as tmp:
-        a = train_py_epoch(args.data_dir, Path(tmp) / "a", batch_limit, device)
+        # NOTE: (a), (b) and (b fused) in alternating rounds and each ratio the median of its rounds' ratios: the VM's
+        # speed drifts within minutes, so a ratio compares runs taken seconds apart
+        rounds = [{"a": train_py_epoch(args.data_dir, Path(tmp) / f"a{number}", batch_limit, device),
+                   "b": plain_native_epoch(args.data_dir, device, batch_limit),
+                   "b_fused": plain_native_epoch(args.data_dir, device, batch_limit, fused=True)}
+                  for number in range(1 if args.quick else 3)]
         a_eager = train_py_epoch(args.data_dir, Path(tmp) / "a_eager", batch_limit, device, cuda_graph=False)
         a_no_ckpt = train_py_epoch(args.data_dir, Path(tmp) / "a_no_ckpt", batch_limit, device,
                                    extra=["--resume_checkpoint.every_n_train_steps", "0"])
-        b = plain_native_epoch(args.data_dir, device, batch_limit)
-        b_fused = plain_native_epoch(args.data_dir, device, batch_limit, fused=True)
         c = common_recipe_epoch(args.data_dir, Path(tmp) / "c", batch_limit, device)
+
+    def median(key):
+        return statistics.median(row[key] for row in rounds)
+
+    def ratio(top, bottom):
+        return statistics.median(row[top] / row[bottom] for row in rounds)
+
+    a, b, b_fused = median("a"), median("b"), median("b_fused")
     results["pipelines"] = {"a_train_py_s": a, "a_train_py_eager_steps_s": a_eager,
                             "a_train_py_no_step_checkpoints_s": a_no_ckpt, "b_plain_native_loop_s": b,
                             "b_plain_native_loop_fused_adam_s": b_fused, "c_common_recipe_s": c,
-                            "a_over_b": a / b, "a_over_b_fused": a / b_fused, "b_over_a": b / a, "c_over_a": c / a}
+                            "a_over_b": ratio("a", "b"), "a_over_b_fused": ratio("a", "b_fused"),
+                            "b_over_a": ratio("b", "a"), "c_over_a": c / a, "rounds": rounds}
     if device.type == "cuda":
         for backend in ("manual", "native"):
             step = training_step_fn(backend, device)
@@ -317,7 +343,9 @@ def print_table(results):
           f"{p['a_train_py_no_step_checkpoints_s']:.3f} s), (b) plain native loop {p['b_plain_native_loop_s']:.3f} s "
           f"(fused Adam: {p['b_plain_native_loop_fused_adam_s']:.3f} s), (c) common recipe "
           f"{p['c_common_recipe_s']:.3f} s")
-    print(f"a/b {p['a_over_b']:.2f} (a/b with fused Adam in b: {p['a_over_b_fused']:.2f}), b/a {p['b_over_a']:.2f}, "
+    rounds = ", ".join(f"{row['a'] / row['b_fused']:.2f}" for row in p["rounds"])
+    print(f"a/b {p['a_over_b']:.2f} (a/b with fused Adam in b: {p['a_over_b_fused']:.2f}; rounds {rounds}), "
+          f"b/a {p['b_over_a']:.2f}, "
           f"c/a {p['c_over_a']:.2f}")
 
 
