@@ -8,10 +8,9 @@ inflates Python-heavy parts, so read the shares, not the absolute times), then t
 import argparse
 import cProfile
 import pstats
-import sys
 import tempfile
+import warnings
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -39,7 +38,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         profiler = cProfile.Profile()
         profiler.enable()
-        with mock.patch.object(sys, "argv", sys.argv[:1]):  # NOTE: as in benchmarks/run.py
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # NOTE: as in benchmarks/run.py
             cli = cli_main(["fit", "--data.data_dir", args.data_dir, "--data.download", "false",
                             "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--data.max_shift", "0",
                             "--trainer.accelerator", args.device, "--trainer.enable_progress_bar", "false",

@@ -31,8 +31,13 @@ class Function(torch.autograd.Function):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._arity = len(inspect.signature(cls.forward).parameters)
-        cls._twin = _twin_with_ctx(cls)
+        parameters = inspect.signature(cls.forward).parameters.values()
+        positional = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+        # NOTE: only an op in the setup_context form with a fixed list of arguments gets the twin; a subclass written
+        # as forward(ctx, ...) or with *args keeps torch's apply (_arity None never matches)
+        has_setup_context = cls.setup_context is not torch.autograd.Function.setup_context
+        cls._arity = len(parameters) if positional and has_setup_context else None
+        cls._twin = _twin_with_ctx(cls) if cls._arity is not None else None
 
     @classmethod
     def apply(cls, *args, **kwargs):
@@ -43,15 +48,22 @@ class Function(torch.autograd.Function):
 
 
 def _twin_with_ctx(op):
-    """op as a Function in the `forward(ctx, *inputs)` style: the same forward, setup_context and backward."""
+    """op as a Function in the `forward(ctx, *inputs)` style: the same forward, setup_context and backward.
+
+    Each is looked up on op at call time, so a backward patched later (a mock, a debugging wrapper) runs on both
+    paths.
+    """
     def forward(ctx, *inputs):
         output = op.forward(*inputs)
         op.setup_context(ctx, inputs, output)
         return output
 
+    def backward(ctx, *grad_outputs):
+        return op.backward(ctx, *grad_outputs)
+
     # NOTE: type(...) rather than a class statement, so that the name (and with it the name of the backward node,
     # which autograd makes when the class is created) is the op's own
     return type(op.__name__, (torch.autograd.Function,), {
-        "forward": staticmethod(forward), "backward": staticmethod(op.backward),
-        "__module__": op.__module__, "__qualname__": f"{op.__qualname__}.twin",
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "__module__": op.__module__, "__qualname__": f"{op.__qualname__}._twin",
     })

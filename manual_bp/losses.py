@@ -68,8 +68,8 @@ class MSELossFunction(Function):
         input, target, weight = ctx.saved_tensors
         # N, or Σw when weighted (NOTE: an empty input has nothing to scale; max(·, 1) keeps Python from 2/0)
         count = max(input.numel(), 1) if weight is None else weight.sum()
-        # NOTE: (ŷ − y)·(g·2/N), as torch's kernel: the 2 and 1/N join the upstream scalar, so the full-size work
-        # is one subtraction and one product
+        # NOTE: (ŷ − y)·(g·2/N): the 2 and 1/N join the upstream scalar, so the full-size work is one subtraction
+        # and one product (torch's kernel makes three full-size passes, ((ŷ − y)·2/N)·g, and rounds once more)
         twice_scale = grad_output * (2 / count) if ctx.reduction == "mean" else 2 * grad_output
         grad = (input - target) * twice_scale  # 2(ŷ − y)/N
         if weight is not None:
@@ -100,9 +100,9 @@ class BCELossFunction(Function):
     def forward(input, target, reduction, weight=None):
         log_p = torch.log(input).clamp(min=LOG_CLAMP)  # NOTE: log 0 = −inf clamped to −100, as torch
         log_one_minus_p = torch.log1p(-input).clamp(min=LOG_CLAMP)
-        # ℓ = (y − 1)·log(1 − ŷ) − y·log ŷ: torch's kernel's order of operations, in three passes (addcmul fuses the
-        # second product with the difference)
-        loss = torch.addcmul((target - 1) * log_one_minus_p, target, log_p, value=-1)
+        # NOTE: ℓ = (y − 1)·log(1 − ŷ) − y·log ŷ, torch's kernel's order of operations (so each element rounds as
+        # torch's does) in four passes, one fewer than −(y·log ŷ + (1 − y)·log(1 − ŷ))
+        loss = (target - 1) * log_one_minus_p - target * log_p
         return reduce_loss(loss if weight is None else loss * weight, reduction)
 
     @staticmethod
@@ -278,8 +278,9 @@ class CrossEntropyLossFunction(Function):
         nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i
         # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ: the softmax term everywhere, then −∂L/∂ℓ_i added at class y_i
         # NOTE: scatter_add_ subtracts at the target class in place of building onehot(Y) (arange, compare, cast,
-        # subtract: four full-size passes); the sum is the same. In place on a product autograd does not save.
-        grad_input = probs * nll_scale
+        # subtract: four full-size passes); mathematically the same (p·s − s at the target, rounded as torch's
+        # log-softmax backward rounds it). In place on a product, which autograd does not save.
+        grad_input = probs * nll_scale  # (N, C, d1, ..., dK) ⊙ (N, 1, d1, ..., dK) or () -> (N, C, d1, ..., dK)
         target_index = safe_target.unsqueeze(dim)  # (N, 1, d1, ..., dK)
         grad_input.scatter_add_(dim, target_index, (-nll_scale).expand(target_index.shape))
         if smoothing > 0:

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 import manual_bp.functional as MF
+from manual_bp.autograd import Function
+from manual_bp.cases import OP_CASES
 from manual_bp.functions import ReLUFunction
 from manual_bp.losses import MSELossFunction
+from manual_bp.testing import differentiable_positions
 
 
 def test_a_call_with_every_argument_skips_torchs_signature_binding(monkeypatch):
@@ -47,3 +50,56 @@ def test_trailing_defaults_of_a_loss_are_filled_as_torch_fills_them():
 def test_double_backward_runs_through_the_cheap_call():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda t: MF.sigmoid(t), (x,))
+
+
+def op_classes(cls=Function):
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from op_classes(subclass)
+
+
+def output_gradients_and_node(case):
+    generator = torch.Generator().manual_seed(0)
+    inputs = case.make_inputs(case.shapes[-1], torch.float64, "cpu", generator, False)
+    positions = differentiable_positions(inputs, case.input_names, case.constants)
+    leaves = [t.detach().clone().requires_grad_() if i in positions else t for i, t in enumerate(inputs)]
+    output = case.manual(*leaves)
+    upstream = torch.randn(output.shape, generator=generator, dtype=output.dtype)
+    grads = torch.autograd.grad(output, [leaves[i] for i in positions], upstream, allow_unused=True)
+    return output, grads, output.grad_fn.name()
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda case: case.name)
+def test_the_twin_and_torchs_apply_agree_bit_for_bit_on_every_op(case, monkeypatch):
+    twin = output_gradients_and_node(case)
+    for op in op_classes():
+        monkeypatch.setattr(op, "_arity", None)  # every call through torch's own apply
+    torchs = output_gradients_and_node(case)
+    torch.testing.assert_close(twin[0], torchs[0], rtol=0, atol=0)
+    for from_twin, from_torch in zip(twin[1], torchs[1]):
+        torch.testing.assert_close(from_twin, from_torch, rtol=0, atol=0)
+    assert twin[2] == torchs[2]
+
+
+def test_a_backward_patched_after_the_class_was_made_runs_on_the_cheap_call(monkeypatch):
+    calls = []
+    backward = ReLUFunction.backward
+    monkeypatch.setattr(ReLUFunction, "backward", staticmethod(lambda ctx, grad: calls.append(1) or backward(ctx, grad)))
+    MF.relu(torch.randn(3, requires_grad=True)).sum().backward()
+    assert calls == [1]
+
+
+def test_a_subclass_in_the_forward_ctx_style_keeps_torchs_apply():
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, input, factor):
+            ctx.factor = factor
+            return input * factor
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output * ctx.factor, None
+
+    x = torch.randn(4, requires_grad=True)
+    Scale.apply(x, 3.0).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((4,), 3.0))
