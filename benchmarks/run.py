@@ -10,8 +10,8 @@
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
    step eager and without the step-wise last.ckpt), (b) a plain loop with native layers over in-memory tensors
    (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
-   into the usual LightningModule with native layers; ratios a/b, b/a and c/a, medians over three alternating
-   rounds of a, a without step checkpoints, b, b fused and c
+   into the usual LightningModule with native layers; ratios a/b, b/a and c/a, medians over alternating rounds
+   (--pipeline_rounds, 3) of a, a without step checkpoints, b, b fused and c
 4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory a step
    allocates above weights, optimizer state and batch
 5. achieved GFLOP/s of the training step against this machine's measured matmul rate
@@ -268,6 +268,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="one round and partial epochs (a smoke test)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating manual/native rounds per figure")
+    parser.add_argument("--pipeline_rounds", type=int, default=3, help="alternating rounds of the epoch pipelines")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>.json)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -285,7 +286,7 @@ def main(argv=None):
                    "b": plain_native_epoch(args.data_dir, device, batch_limit),
                    "b_fused": plain_native_epoch(args.data_dir, device, batch_limit, fused=True),
                    "c": common_recipe_epoch(args.data_dir, Path(tmp) / f"c{number}", batch_limit, device)}
-                  for number in range(1 if args.quick else 3)]
+                  for number in range(1 if args.quick else args.pipeline_rounds)]
         a_eager = train_py_epoch(args.data_dir, Path(tmp) / "a_eager", batch_limit, device, cuda_graph=False)
 
     def median(key):

@@ -28,7 +28,8 @@ stage "manual vs native on CUDA (largest errors per op)"
 timeout 60 $PYTHON -m manual_bp.check --device cuda > "$OUT/check.txt" 2>&1; tail -n 15 "$OUT/check.txt"
 
 stage "benchmarks"
-timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --out "$OUT/cuda.json" \
+timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --pipeline_rounds 1 \
+    --out "$OUT/cuda.json" \
     > "$OUT/bench.log" 2>&1; grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
 
 stage "train.py, default config, on CUDA"
