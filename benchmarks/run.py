@@ -348,5 +348,6 @@ def print_table(results):
           f"c/a {p['c_over_a']:.2f}, a with / without step checkpoints {p['a_over_a_no_ckpt']:.2f} (medians over "
           f"rounds; a/b fused, c/a per round: {rounds})")
 
+
 if __name__ == "__main__":
     main()
