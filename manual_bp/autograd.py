@@ -28,6 +28,7 @@ import torch
 
 class Function(torch.autograd.Function):
     generate_vmap_rule = True
+    _arity, _twin = None, None  # set for each op by __init_subclass__
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
