@@ -141,6 +141,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return BCEWithLogitsLossFunction.apply(input, target, reduction, weight, pos_weight)
 
 
+def _check_class_loss(input, target, size_average, reduce, reduction):
+    """The opening checks cross_entropy and nll_loss share: floating input, a target tensor, the reduction."""
+    _checks.check_floating("input", input)
+    _checks.check_tensor("target", target)
+    _checks.check_no_legacy_reduction(size_average, reduce)
+    _checks.check_reduction(reduction)
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0):
     """Softmax cross-entropy over the class dimension of logits (C,), (N, C) or (N, C, d1, ..., dK).
@@ -148,10 +156,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     target: class indices of shape (), (N,) or (N, d1, ..., dK) in [0, C) or = ignore_index, or class
     probabilities (a float tensor of the input's shape). weight: (C,) per-class weights. label_smoothing in [0, 1].
     """
-    _checks.check_floating("input", input)
-    _checks.check_tensor("target", target)
-    _checks.check_no_legacy_reduction(size_average, reduce)
-    _checks.check_reduction(reduction)
+    _check_class_loss(input, target, size_average, reduce, reduction)
     if input.dim() == 0:
         raise ValueError("input must be logits of shape (C,), (N, C) or (N, C, d1, ..., dK), got shape ()")
     classes = input.shape[0 if input.dim() == 1 else 1]
@@ -331,10 +336,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of log-probabilities input (N, C), (C,) or (N, C, d1, ...) at class indices target
     (N,), () or (N, d1, ...); weight (C,) weighs each class; targets equal to ignore_index count for nothing."""
-    _checks.check_floating("input", input)
-    _checks.check_tensor("target", target)
-    _checks.check_no_legacy_reduction(size_average, reduce)
-    _checks.check_reduction(reduction)
+    _check_class_loss(input, target, size_average, reduce, reduction)
     if input.dim() == 0:
         raise ValueError("input must have shape (N, C), (C,) or (N, C, d1, ...), got a 0-d tensor")
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
