@@ -153,10 +153,10 @@ def step_without_lightning_fn(device):
     """The step as MNISTClassifier runs it: TrainStep (on CUDA one graph replay), then fused Adam."""
     net, optimizer, x, y = step_parts("manual", device, fused=True)
 
-    def scores_and_loss(images, labels):
+    def loss_and_scores(images, labels):
         scores = net(images)
-        return scores, classification_loss(scores, labels, "cross_entropy", "manual")
-    train_step = TrainStep(scores_and_loss, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
+        return classification_loss(scores, labels, "cross_entropy", "manual"), scores
+    train_step = TrainStep(loss_and_scores, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
 
     def step():
         train_step(x, y)

@@ -57,35 +57,39 @@ class MNISTClassifier(pl.LightningModule):
         scores = self(images)
         return scores, classification_loss(scores, labels, self.hparams.loss, self.hparams.backend)
 
+    def _loss_and_sums(self, images, labels):
+        """A training batch's forward pass: the loss to differentiate, and [loss·B, correct, B] for the epoch's sums
+        (computed here so that on CUDA they are part of the graph replay, not kernels of their own)."""
+        scores, loss = self._scores_and_loss(images, labels)
+        correct = (scores.argmax(dim=-1) == labels).sum()
+        return loss, torch.stack([loss.detach() * len(labels), correct, torch.full_like(loss, len(labels))])
+
     def _common_step(self, batch, stage):
         images, labels = batch
         if stage == "train":
-            scores, loss = self.train_step(images, labels)  # forward + backward: .grad of every parameter
+            loss, sums = self.train_step(images, labels)  # forward + backward: .grad of every parameter
             self.optimizers().step()
             scheduler = self.lr_schedulers()
             if scheduler is not None:
                 scheduler.step()
-        else:
-            scores, loss = self._scores_and_loss(images, labels)
+            self._log_training_metrics(loss, sums)
+            return {"loss": loss}
+        scores, loss = self._scores_and_loss(images, labels)
         preds = scores.argmax(dim=-1)
-        if stage == "train":
-            self._log_training_metrics(loss, preds, labels)
-        else:
-            batch_size = len(labels)
-            self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
-            self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
-                     batch_size=batch_size, prog_bar=stage == "val")
+        batch_size = len(labels)
+        self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
+        self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
+                 batch_size=batch_size, prog_bar=stage == "val")
         return {"loss": loss, "preds": preds}
 
-    def _log_training_metrics(self, loss, preds, labels):
+    def _log_training_metrics(self, loss, sums):
         """The epoch's loss and accuracy, summed on the device and logged at its last step; the step's loss every
         log_every_n_steps.
 
         NOTE: not a self.log per step: on a GPU its host time is longer than the replayed step's. Logged in the last
         batch, not in on_train_epoch_end, so that callbacks' on_train_epoch_end (the epoch line) see them.
         """
-        count = torch.ones_like(loss) * len(labels)
-        self.train_sums.add_(torch.stack([loss.detach() * len(labels), (preds == labels).sum(), count]))
+        self.train_sums.add_(sums)
         if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
             self.log("steps/loss", loss, on_step=True, on_epoch=False)
         if self.trainer.is_last_batch or self.trainer.global_step == self.trainer.max_steps:  # the epoch's last step
@@ -107,7 +111,7 @@ class MNISTClassifier(pl.LightningModule):
 
     def on_fit_start(self):
         capture = self.hparams.cuda_graph and can_capture(self.device, self.trainer.world_size, self.trainer.precision)
-        self.train_step = TrainStep(self._scores_and_loss, self.manual_backward, self.parameters(), capture)
+        self.train_step = TrainStep(self._loss_and_sums, self.manual_backward, self.parameters(), capture)
         self.train_sums = torch.zeros(3, device=self.device)  # this epoch's [loss·B, correct, B]
         if capture:
             log.info("training steps: forward and backward as one CUDA graph replay")

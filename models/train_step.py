@@ -3,7 +3,7 @@
 MNISTClassifier calls `TrainStep` once per batch and then steps the optimizer through Lightning, so everything
 from `on_before_optimizer_step` on (gradient statistics, the non-finite check, the fused optimizer, the step counter,
 checkpoints) is Lightning's own and runs on every step; only the work that dominates a small network's step, the
-Python of every layer and ~40 small kernel launches, becomes one graph replay.
+Python of every layer and ~40 small kernel launches (the batch's metric sums among them), becomes one graph replay.
 """
 import torch
 
@@ -17,10 +17,11 @@ def can_capture(device, world_size, precision):
 
 
 class TrainStep:
-    """`scores, loss = step(images, labels)`: the forward pass, and the .grad of every parameter filled.
+    """`loss, metrics = step(images, labels)`: the forward pass, and the .grad of every parameter filled.
 
     Args:
-        loss_fn: (images, labels) -> (scores, loss), the forward pass.
+        loss_fn: (images, labels) -> (loss, metrics), the forward pass: the loss to differentiate, and a tensor of
+            values computed from the batch that the caller wants back (the module's loss and accuracy sums).
         backward: how an eager step runs backward (Lightning's `manual_backward`, with its hooks).
         parameters: the parameters whose gradients the step computes.
         capture: replay a CUDA graph (CUDA only). The first call runs eagerly on a side stream (warm-up, as
@@ -49,9 +50,9 @@ class TrainStep:
     def _eager(self, images, labels):
         for parameter in self.parameters:
             parameter.grad = None
-        scores, loss = self.loss_fn(images, labels)
+        loss, metrics = self.loss_fn(images, labels)
         self.backward(loss)
-        return scores.detach(), loss.detach()
+        return loss.detach(), metrics.detach()
 
     def _warm_up(self, images, labels):
         side = torch.cuda.Stream()
@@ -70,9 +71,9 @@ class TrainStep:
         # NOTE: reading values (label range checks) would synchronise, which capture forbids; the labels were
         # checked when the data were loaded
         with manual_bp.value_checks(False), torch.cuda.graph(self.graph):
-            scores, loss = self.loss_fn(self.images, self.labels)
+            loss, metrics = self.loss_fn(self.images, self.labels)
             loss.backward()
-        self.outputs, self.grads = (scores.detach(), loss.detach()), [p.grad for p in self.parameters]
+        self.outputs, self.grads = (loss.detach(), metrics.detach()), [p.grad for p in self.parameters]
         return self._replay(images, labels)  # capturing ran nothing: this replay is the step on this batch
 
     def _replay(self, images, labels):
@@ -81,5 +82,5 @@ class TrainStep:
         self.graph.replay()
         for parameter, grad in zip(self.parameters, self.grads):
             parameter.grad = grad  # NOTE: an eager step in between may have replaced it; the graph writes here
-        scores, loss = self.outputs
-        return scores.clone(), loss.clone()  # NOTE: copies, so nothing that keeps them sees the next replay
+        loss, metrics = self.outputs
+        return loss.clone(), metrics.clone()  # NOTE: copies, so nothing that keeps them sees the next replay

@@ -4,6 +4,7 @@
 # a train.py step's time goes (benchmarks.profile_train). Prints what
 # the README's GPU figures need; full logs go to $OUT (default /tmp/gpu_check).
 #   bash scripts/gpu_check.sh [MNIST_DIR]
+#   BASELINE=../before bash scripts/gpu_check.sh [MNIST_DIR]   # first: epoch times against an older tree, same GPU
 # Needs the project's dependencies installed (pip install -e ".[test]"). MNIST_DIR defaults to
 # ../shared/datasets/mnist; on a machine where that folder does not exist, copy the four .gz files into a
 # git-ignored folder of the repo (e.g. data/mnist) and pass that folder.
@@ -19,6 +20,12 @@ stage "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 $PYTHON -c "import torch, pytorch_lightning as pl; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.__version__, 'cpus', __import__('os').cpu_count())"
+
+if [ -n "${BASELINE:-}" ]; then
+    stage "before/after: (a) train.py and (b) the plain loop, this tree against $BASELINE (2 rounds)"
+    timeout 150 $PYTHON -m benchmarks.before_after --baseline "$BASELINE" --data_dir "$MNIST_DIR" --device cuda \
+        --rounds 2 2>&1 | tee "$OUT/before_after.log" | tail -n 8
+fi
 
 stage "CUDA tests"
 timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_train_step.py 2>&1 \

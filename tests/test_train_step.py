@@ -31,44 +31,47 @@ def plain_training(device, data, capture, dropout=0.0, lr=1e-2):
     net = build_mlp(784, (64,), 10, "relu", "manual", dropout).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
 
-    def scores_and_loss(images, labels):
+    def loss_and_scores(images, labels):
         scores = net(images)
-        return scores, classification_loss(scores, labels, "cross_entropy", "manual")
+        return classification_loss(scores, labels, "cross_entropy", "manual"), scores
 
-    step = TrainStep(scores_and_loss, lambda loss: loss.backward(), net.parameters(), capture)
-    losses = []
+    step = TrainStep(loss_and_scores, lambda loss: loss.backward(), net.parameters(), capture)
+    losses, scores = [], []
     for images, labels in data:
-        _, loss = step(images, labels)
+        loss, batch_scores = step(images, labels)
         optimizer.step()
         losses.append(loss)
-    return net, torch.stack(losses), step
+        scores.append(batch_scores)
+    return net, torch.stack(losses), step, scores
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_step_computes_what_a_plain_loop_computes(device):
     data = batches(device, 10, last=7)  # a smaller last batch runs eagerly, even in a captured run
-    net, losses, step = plain_training(device, data, capture=device == "cuda")
+    net, losses, step, scores = plain_training(device, data, capture=device == "cuda")
     assert (step.graph is not None) == (device == "cuda")
     torch.manual_seed(0)
     twin = build_mlp(784, (64,), 10, "relu", "manual").to(device)
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
-    twin_losses = []
+    twin_losses, twin_scores = [], []
     for images, labels in data:
         optimizer.zero_grad()
-        loss = classification_loss(twin(images), labels, "cross_entropy", "manual")
+        twin_scores.append(twin(images))
+        loss = classification_loss(twin_scores[-1], labels, "cross_entropy", "manual")
         loss.backward()
         optimizer.step()
         twin_losses.append(loss.detach())
     tolerance = {"rtol": 0, "atol": 0} if device == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(losses, torch.stack(twin_losses), **tolerance)
+    torch.testing.assert_close(scores, [s.detach() for s in twin_scores], **tolerance)  # what the step hands back
     torch.testing.assert_close(net.state_dict(), twin.state_dict(), **tolerance)
 
 
 @CUDA
 def test_replays_equal_eager_steps_and_do_not_synchronise():
     data = batches("cuda", 8)
-    eager, eager_losses, _ = plain_training("cuda", data, capture=False)
-    graph, graph_losses, step = plain_training("cuda", data[:3], capture=True)
+    eager, eager_losses, _, _ = plain_training("cuda", data, capture=False)
+    graph, graph_losses, step, _ = plain_training("cuda", data[:3], capture=True)
     assert step.graph is not None
     torch.testing.assert_close(graph_losses, eager_losses[:3], rtol=1e-5, atol=1e-6)
     torch.cuda.set_sync_debug_mode("error")
@@ -83,7 +86,7 @@ def test_replays_equal_eager_steps_and_do_not_synchronise():
 def test_dropout_draws_new_masks_in_every_replay():
     data = batches("cuda", 4)
     data = [data[0]] * 4  # the same batch and (lr 0) the same weights: only the dropout masks differ between steps
-    _, losses, step = plain_training("cuda", data, capture=True, dropout=0.5, lr=0.0)
+    _, losses, step, _ = plain_training("cuda", data, capture=True, dropout=0.5, lr=0.0)
     assert step.graph is not None and len(set(losses.tolist())) == 4
 
 
@@ -134,6 +137,35 @@ def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_ever
     for key in ("acc/train", "loss/train", "steps/grad_check_max_rel_diff", "steps/grad_norm/net.0.weight"):
         torch.testing.assert_close(graph_trainer.callback_metrics[key], eager_trainer.callback_metrics[key],
                                    **tolerance)
+
+
+class BatchTally(pl.Callback):
+    """Each training batch's (loss the step returned, digits the network classified right before the step, digits)."""
+
+    def __init__(self):
+        self.rows = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        images, labels = batch
+        with torch.no_grad():  # the weights the step's forward pass sees (no dropout: the same function)
+            self.correct = int((pl_module(images).argmax(dim=-1) == labels).sum())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.rows.append((outputs["loss"].item(), self.correct, len(batch[1])))
+
+
+@pytest.mark.parametrize("accelerator", DEVICES)
+def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator):
+    tally = BatchTally()
+    trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (32,)}, [tally], accelerator=accelerator, max_epochs=1,
+                            limit_val_batches=0)
+    assert (model.train_step.graph is not None) == (accelerator == "cuda")
+    assert [count for *_, count in tally.rows] == [64] * 39 + [4]  # 2,500 digits; the last batch runs eagerly
+    digits = sum(count for *_, count in tally.rows)
+    loss = sum(loss * count for loss, _, count in tally.rows) / digits
+    accuracy = sum(correct for _, correct, _ in tally.rows) / digits
+    metrics = {key: float(trainer.callback_metrics[key]) for key in ("loss/train", "acc/train")}
+    assert metrics == pytest.approx({"loss/train": loss, "acc/train": accuracy}, rel=1e-5)
 
 
 @pytest.mark.parametrize("accelerator", DEVICES)

@@ -1,0 +1,74 @@
+"""Epoch times of this checkout against another one (an older commit), on the same machine, one right after the other.
+
+    git worktree add ../before <commit>      # or any folder holding an older tree with benchmarks/run.py
+    python -m benchmarks.before_after --baseline ../before --data_dir ../shared/datasets/mnist [--device cuda]
+
+Each round runs both trees, each in a fresh process (the two trees' `models` and `train` modules share names), and
+each process times (a) train.py's training epoch (the tree's own `benchmarks.run.train_py_epoch`) and (b) the plain
+native loop with fused Adam (`plain_native_epoch`). Printed: the median of every figure over the rounds, and the
+median of the per-round ratios after / before, so a machine whose speed drifts between rounds moves both sides alike.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each process runs, inside the tree it times (cwd): the same two calls in both trees' benchmarks/run.py
+EPOCHS = """
+import json, sys, tempfile, warnings
+import torch
+from benchmarks.run import plain_native_epoch, train_py_epoch
+data_dir, device, batch_limit = sys.argv[1], torch.device(sys.argv[2]), int(sys.argv[3])
+with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    warnings.filterwarnings("ignore")
+    a = train_py_epoch(data_dir, tmp, batch_limit, device)
+b = plain_native_epoch(data_dir, device, batch_limit, fused=True)
+print("EPOCHS", json.dumps({"a": a, "b_fused": b}))
+"""
+
+
+def epochs(tree, data_dir, device, batch_limit):
+    """{"a": seconds, "b_fused": seconds} of one fresh process in `tree`."""
+    result = subprocess.run([sys.executable, "-c", EPOCHS, str(Path(data_dir).resolve()), device, str(batch_limit)],
+                            cwd=tree, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCHS ")]
+    if result.returncode or not lines:
+        raise RuntimeError(f"the epoch benchmark failed in {tree} (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("EPOCHS "))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="the other tree (the 'before'), with benchmarks/run.py")
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch_limit", type=int, default=10**9, help="training batches per epoch (a smoke test)")
+    args = parser.parse_args(argv)
+    baseline = Path(args.baseline).resolve()
+    if not (baseline / "benchmarks" / "run.py").is_file():
+        parser.error(f"--baseline must be a tree with benchmarks/run.py, got {args.baseline}")
+    rounds = []
+    for number in range(args.rounds):
+        row = {"before": epochs(baseline, args.data_dir, args.device, args.batch_limit),
+               "after": epochs(ROOT, args.data_dir, args.device, args.batch_limit)}
+        rounds.append(row)
+        print(f"round {number + 1}: " + "; ".join(f"{side} (a) {row[side]['a']:.3f} s, (b fused) "
+                                                   f"{row[side]['b_fused']:.3f} s" for side in row), flush=True)
+    print(f"\nepoch seconds on {args.device}, medians of {args.rounds} rounds (before = {baseline}):")
+    print(f"{'':<22}{'before':>10}{'after':>10}{'after/before':>14}")
+    for key, label in (("a", "(a) train.py"), ("b_fused", "(b) plain, fused Adam")):
+        before, after = (statistics.median(row[side][key] for row in rounds) for side in ("before", "after"))
+        ratio = statistics.median(row["after"][key] / row["before"][key] for row in rounds)
+        print(f"{label:<22}{before:>10.3f}{after:>10.3f}{ratio:>14.2f}")
+    a_over_b = {side: statistics.median(row[side]["a"] / row[side]["b_fused"] for row in rounds)
+                for side in ("before", "after")}
+    print(f"{'a / b fused':<22}{a_over_b['before']:>10.2f}{a_over_b['after']:>10.2f}")
+    return rounds
+
+
+if __name__ == "__main__":
+    main()
