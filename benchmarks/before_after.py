@@ -1,7 +1,7 @@
 """Epoch times of this checkout against another one (an older commit), on the same machine, one right after the other.
 
-    git worktree add ../before <commit>      # or any folder holding an older tree with benchmarks/run.py
-    python -m benchmarks.before_after --baseline ../before --data_dir ../shared/datasets/mnist [--device cuda]
+    mkdir -p .baseline && git archive <commit> | tar -x -C .baseline     # the older tree (git-ignored folder)
+    python -m benchmarks.before_after --baseline .baseline --data_dir ../shared/datasets/mnist [--device cuda]
 
 Each round runs both trees, each in a fresh process (the two trees' `models` and `train` modules share names), and
 each process times (a) train.py's training epoch (the tree's own `benchmarks.run.train_py_epoch`) and (b) the plain

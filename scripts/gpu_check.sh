@@ -4,7 +4,9 @@
 # a train.py step's time goes (benchmarks.profile_train). Prints what
 # the README's GPU figures need; full logs go to $OUT (default /tmp/gpu_check).
 #   bash scripts/gpu_check.sh [MNIST_DIR]
-#   BASELINE=../before bash scripts/gpu_check.sh [MNIST_DIR]   # first: epoch times against an older tree, same GPU
+#   BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]   # first: epoch times against an older tree, same GPU
+# where .baseline (git-ignored; carry it to a lent GPU machine) holds the older tree, e.g.
+#   mkdir -p .baseline && git archive 3eeaa7b | tar -x -C .baseline
 # Needs the project's dependencies installed (pip install -e ".[test]"). MNIST_DIR defaults to
 # ../shared/datasets/mnist; on a machine where that folder does not exist, copy the four .gz files into a
 # git-ignored folder of the repo (e.g. data/mnist) and pass that folder.
