@@ -3,13 +3,16 @@
     mkdir -p .baseline && git archive <commit> | tar -x -C .baseline     # the older tree (git-ignored folder)
     python -m benchmarks.before_after --baseline .baseline --data_dir ../shared/datasets/mnist [--device cuda]
 
-Each round runs both trees, each in a fresh process (the two trees' `models` and `train` modules share names), and
-each process times (a) train.py's training epoch (the tree's own `benchmarks.run.train_py_epoch`) and (b) the plain
-native loop with fused Adam (`plain_native_epoch`). Printed: the median of every figure over the rounds, and the
-median of the per-round ratios after / before, so a machine whose speed drifts between rounds moves both sides alike.
+Each round runs both trees, each in a fresh process (the two trees' `models` and `train` modules share names), the
+older first in odd rounds and second in even ones; each process times (a) train.py's training epoch (the tree's own
+`benchmarks.run.train_py_epoch`) and (b) the plain native loop with fused Adam (`plain_native_epoch`). Printed: the
+median of every figure over the rounds, and the median of the per-round ratios after / before, so a machine whose
+speed drifts between rounds moves both sides alike. The older tree must have those two functions with the device
+and `fused` arguments (commit 22fbf34 on).
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What each process runs, inside the tree it times (cwd): the same two calls in both trees' benchmarks/run.py
-EPOCHS = """
+EPOCH_SCRIPT = """
 import json, sys, tempfile, warnings
 import torch
 from benchmarks.run import plain_native_epoch, train_py_epoch
@@ -32,8 +35,11 @@ print("EPOCHS", json.dumps({"a": a, "b_fused": b}))
 
 def epochs(tree, data_dir, device, batch_limit):
     """{"a": seconds, "b_fused": seconds} of one fresh process in `tree`."""
-    result = subprocess.run([sys.executable, "-c", EPOCHS, str(Path(data_dir).resolve()), device, str(batch_limit)],
-                            cwd=tree, capture_output=True, text=True)
+    # NOTE: the tree first on the import path, whatever PYTHONPATH (or an editable install) points at
+    path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(Path(data_dir).resolve()), device,
+                             str(batch_limit)], cwd=tree, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": path})
     lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCHS ")]
     if result.returncode or not lines:
         raise RuntimeError(f"the epoch benchmark failed in {tree} (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -53,11 +59,11 @@ def main(argv=None):
         parser.error(f"--baseline must be a tree with benchmarks/run.py, got {args.baseline}")
     rounds = []
     for number in range(args.rounds):
-        row = {"before": epochs(baseline, args.data_dir, args.device, args.batch_limit),
-               "after": epochs(ROOT, args.data_dir, args.device, args.batch_limit)}
+        order = {"before": baseline, "after": ROOT} if number % 2 == 0 else {"after": ROOT, "before": baseline}
+        row = {side: epochs(tree, args.data_dir, args.device, args.batch_limit) for side, tree in order.items()}
         rounds.append(row)
-        print(f"round {number + 1}: " + "; ".join(f"{side} (a) {row[side]['a']:.3f} s, (b fused) "
-                                                   f"{row[side]['b_fused']:.3f} s" for side in row), flush=True)
+        sides = (f"{side} (a) {row[side]['a']:.3f} s, (b fused) {row[side]['b_fused']:.3f} s" for side in order)
+        print(f"round {number + 1}: " + "; ".join(sides), flush=True)
     print(f"\nepoch seconds on {args.device}, medians of {args.rounds} rounds (before = {baseline}):")
     print(f"{'':<22}{'before':>10}{'after':>10}{'after/before':>14}")
     for key, label in (("a", "(a) train.py"), ("b_fused", "(b) plain, fused Adam")):

@@ -34,10 +34,11 @@ from torch.utils.benchmark import Timer
 import manual_bp
 import manual_bp.functional as MF
 from benchmarks.timing import EpochTimer, synchronize
+from models.classifier import batch_sums
 from models.data import MNISTDataModule
 from models.idx import IDX_FILES
-from models.train_step import TrainStep
 from models.mlp import build_mlp, classification_loss
+from models.train_step import TrainStep
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SIZES = 128, (784, 800, 10)
@@ -153,10 +154,11 @@ def step_without_lightning_fn(device):
     """The step as MNISTClassifier runs it: TrainStep (on CUDA one graph replay), then fused Adam."""
     net, optimizer, x, y = step_parts("manual", device, fused=True)
 
-    def loss_and_scores(images, labels):
+    def loss_and_sums(images, labels):
         scores = net(images)
-        return classification_loss(scores, labels, "cross_entropy", "manual"), scores
-    train_step = TrainStep(loss_and_scores, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
+        loss = classification_loss(scores, labels, "cross_entropy", "manual")
+        return loss, batch_sums(loss, scores, labels)
+    train_step = TrainStep(loss_and_sums, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
 
     def step():
         train_step(x, y)

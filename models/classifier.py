@@ -53,29 +53,28 @@ class MNISTClassifier(pl.LightningModule):
     def forward(self, images):
         return self.net(images.flatten(1))  # (B, 28, 28) -> (B, 784) -> (B, 10)
 
-    def _scores_and_loss(self, images, labels):
-        scores = self(images)
-        return scores, classification_loss(scores, labels, self.hparams.loss, self.hparams.backend)
+    def _loss_and_scores(self, images, labels):
+        scores = self(images)  # (B, 10)
+        return classification_loss(scores, labels, self.hparams.loss, self.hparams.backend), scores
 
     def _loss_and_sums(self, images, labels):
-        """A training batch's forward pass: the loss to differentiate, and [loss·B, correct, B] for the epoch's sums
-        (computed here so that on CUDA they are part of the graph replay, not kernels of their own)."""
-        scores, loss = self._scores_and_loss(images, labels)
-        correct = (scores.argmax(dim=-1) == labels).sum()
-        return loss, torch.stack([loss.detach() * len(labels), correct, torch.full_like(loss, len(labels))])
+        """A training batch's forward pass: the loss to differentiate, and the batch's sums for the epoch's metrics
+        (computed here so that in a CUDA graph replay they are part of the graph, not kernels of their own)."""
+        loss, scores = self._loss_and_scores(images, labels)
+        return loss, batch_sums(loss, scores, labels)
 
     def _common_step(self, batch, stage):
         images, labels = batch
         if stage == "train":
-            loss, sums = self.train_step(images, labels)  # forward + backward: .grad of every parameter
+            loss, sums = self.train_step(images, labels)  # forward + backward: .grad of every parameter; (), (3,)
             self.optimizers().step()
             scheduler = self.lr_schedulers()
             if scheduler is not None:
                 scheduler.step()
             self._log_training_metrics(loss, sums)
             return {"loss": loss}
-        scores, loss = self._scores_and_loss(images, labels)
-        preds = scores.argmax(dim=-1)
+        loss, scores = self._loss_and_scores(images, labels)
+        preds = scores.argmax(dim=-1)  # (B, 10) -> (B,)
         batch_size = len(labels)
         self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
         self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
@@ -93,7 +92,8 @@ class MNISTClassifier(pl.LightningModule):
         if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
             self.log("steps/loss", loss, on_step=True, on_epoch=False)
         if self.trainer.is_last_batch or self.trainer.global_step == self.trainer.max_steps:  # the epoch's last step
-            loss_sum, correct, total = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
+            # NOTE: a copy: under DDP the reduce is an all-reduce in place
+            loss_sum, correct, total = self.trainer.strategy.reduce(self.train_sums.clone(), reduce_op="sum")
             self.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
                           on_epoch=True)
 
@@ -148,6 +148,19 @@ class MNISTClassifier(pl.LightningModule):
         if self.hparams.lr_schedule != "none":
             checkpoint["schedule_limits"] = {"lr_schedule": self.hparams.lr_schedule,
                                              "max_epochs": self.trainer.max_epochs, "max_steps": self.trainer.max_steps}
+
+
+def batch_sums(loss, scores, labels):
+    """[loss·B, correct, B] of a batch of B, whose sums over an epoch give its mean loss and accuracy:
+    (), (B, C), (B,) -> (3,).
+
+    NOTE: in float32 whatever the training precision: bfloat16 holds whole numbers exactly only up to 256, and
+    float16's loss·B overflows at 65504.
+    """
+    correct = (scores.argmax(dim=-1) == labels).sum()  # (B, C) -> (B,) -> ()
+    batch = len(labels)
+    count = torch.full_like(loss, batch, dtype=torch.float32)
+    return torch.stack([loss.detach().float() * batch, correct.float(), count])
 
 
 def check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes):

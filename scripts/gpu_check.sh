@@ -4,9 +4,10 @@
 # a train.py step's time goes (benchmarks.profile_train). Prints what
 # the README's GPU figures need; full logs go to $OUT (default /tmp/gpu_check).
 #   bash scripts/gpu_check.sh [MNIST_DIR]
-#   BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]   # first: epoch times against an older tree, same GPU
-# where .baseline (git-ignored; carry it to a lent GPU machine) holds the older tree, e.g.
-#   mkdir -p .baseline && git archive 3eeaa7b | tar -x -C .baseline
+#   BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]   # the speed comparison alone (also under 5 minutes):
+#       epoch times of this tree against an older one on the same GPU, then the benchmarks; .baseline (git-ignored:
+#       carry it to a lent GPU machine) holds the older tree, e.g. the one before the training-side redesign:
+#       mkdir -p .baseline && git archive 3eeaa7b | tar -x -C .baseline
 # Needs the project's dependencies installed (pip install -e ".[test]"). MNIST_DIR defaults to
 # ../shared/datasets/mnist; on a machine where that folder does not exist, copy the four .gz files into a
 # git-ignored folder of the repo (e.g. data/mnist) and pass that folder.
@@ -23,10 +24,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 $PYTHON -c "import torch, pytorch_lightning as pl; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.__version__, 'cpus', __import__('os').cpu_count())"
 
+benchmarks() {
+    stage "benchmarks"
+    timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --pipeline_rounds 1 \
+        --out "$OUT/cuda.json" \
+        > "$OUT/bench.log" 2>&1; grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
+}
+
 if [ -n "${BASELINE:-}" ]; then
     stage "before/after: (a) train.py and (b) the plain loop, this tree against $BASELINE (2 rounds)"
     timeout 150 $PYTHON -m benchmarks.before_after --baseline "$BASELINE" --data_dir "$MNIST_DIR" --device cuda \
         --rounds 2 2>&1 | tee "$OUT/before_after.log" | tail -n 8
+    benchmarks
+    exit 0
 fi
 
 stage "CUDA tests"
@@ -36,10 +46,7 @@ timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/te
 stage "manual vs native on CUDA (largest errors per op)"
 timeout 60 $PYTHON -m manual_bp.check --device cuda > "$OUT/check.txt" 2>&1; tail -n 15 "$OUT/check.txt"
 
-stage "benchmarks"
-timeout 170 $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --pipeline_rounds 1 \
-    --out "$OUT/cuda.json" \
-    > "$OUT/bench.log" 2>&1; grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
+benchmarks
 
 stage "train.py, default config, on CUDA"
 SECONDS=0
