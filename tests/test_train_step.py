@@ -167,7 +167,8 @@ def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_sli
     assert counts == (64,) * 39 + (4,)  # 2,500 digits; the last batch runs eagerly
     assert tally.returned == pytest.approx(losses, rel=1e-5)  # each step returned its own batch's loss
     digits = sum(counts)
-    assert round(float(trainer.callback_metrics["acc/train"]) * digits) == sum(correct)
+    # NOTE: on CUDA a replay and the callback's eager forward may round a near-tie of two scores apart: one digit
+    assert abs(round(float(trainer.callback_metrics["acc/train"]) * digits) - sum(correct)) <= (accelerator == "cuda")
     loss = sum(loss * count for loss, count in zip(losses, counts)) / digits
     assert float(trainer.callback_metrics["loss/train"]) == pytest.approx(loss, rel=1e-5)
 
