@@ -71,14 +71,15 @@ class MSELossFunction(Function):
         # NOTE: (ŷ − y)·(g·2/N): the 2 and 1/N join the upstream scalar, so the full-size work is one subtraction
         # and one product (torch's kernel makes three full-size passes, ((ŷ − y)·2/N)·g, and rounds once more)
         twice_scale = grad_output * (2 / count) if ctx.reduction == "mean" else 2 * grad_output
-        grad = (input - target) * twice_scale  # 2(ŷ − y)/N
+        difference = input - target
+        grad = difference * twice_scale  # 2(ŷ − y)/N
         if weight is not None:
             grad = grad * weight  # 2w(ŷ − y)/Σw
         grad_input = grad if ctx.needs_input_grad[0] else None
         grad_target = -grad if ctx.needs_input_grad[1] else None
         grad_weight = None
         if ctx.needs_input_grad[3]:
-            squared = (input - target).square()
+            squared = difference.square()
             # ∂L/∂w = (ŷ − y)²·g (/Σw for "mean")
             grad_weight = squared * upstream_scale(grad_output, ctx.reduction, count)
             if ctx.reduction == "mean":
