@@ -144,7 +144,7 @@ def _argument_cases():
     K-dimensional logits, pos_weight, p = 1, inplace, empty in_features), each path against native."""
     ce_shapes, k_dim_shapes = ((1, 10), (16, 10), (5, 3)), ((1, 3, 2), (2, 4, 3), (2, 5, 3, 2))
     pair_shapes = ((1, 1), (1, 10), (16, 10))
-    ce_names, ce_probs_names = ("input", "target", "weight"), ("input", "target", "weight")
+    ce_names = ("input", "target", "weight")
 
     def ce(name, make, shapes, **kwargs):
         return OpCase(f"cross_entropy[{name}]", lambda a, t, w, k=kwargs: MF.cross_entropy(a, t, w, **k),
@@ -167,12 +167,12 @@ def _argument_cases():
     for reduction in ("mean", "sum", "none"):
         cases.append(OpCase(
             f"cross_entropy[probs][{reduction}]", lambda a, t, w, r=reduction: MF.cross_entropy(a, t, reduction=r),
-            lambda a, t, w, r=reduction: F.cross_entropy(a, t, reduction=r), ce_probs_names,
+            lambda a, t, w, r=reduction: F.cross_entropy(a, t, reduction=r), ce_names,
             _cross_entropy_probs_inputs, ce_shapes, ("weight",)))
     cases.append(OpCase(  # the class weights of probability targets get a gradient, in torch and here
         "cross_entropy[probs,K-dim,weight,label_smoothing]",
         lambda a, t, w: MF.cross_entropy(a, t, w, label_smoothing=0.2),
-        lambda a, t, w: F.cross_entropy(a, t, w, label_smoothing=0.2), ce_probs_names, _cross_entropy_probs_inputs,
+        lambda a, t, w: F.cross_entropy(a, t, w, label_smoothing=0.2), ce_names, _cross_entropy_probs_inputs,
         k_dim_shapes))
     for reduction in ("mean", "sum", "none"):
         cases += [
