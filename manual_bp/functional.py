@@ -149,6 +149,15 @@ def _check_class_loss(input, target, size_average, reduce, reduction):
     _checks.check_reduction(reduction)
 
 
+def _check_index_target(input, target, index_shape):
+    """Class indices target of the shape of input without its class dimension, on input's device."""
+    if target.shape != index_shape:
+        raise ValueError(f"target must have shape {tuple(index_shape)} for input of shape {tuple(input.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if target.device != input.device:
+        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0):
     """Softmax cross-entropy over the class dimension of logits (C,), (N, C) or (N, C, d1, ..., dK).
@@ -177,13 +186,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             f"(a floating-point tensor of the input's shape {tuple(input.shape)}), got dtype {target.dtype} and shape "
             f"{tuple(target.shape)}"
         )
-    if target.shape != index_shape:
-        raise ValueError(
-            f"target must have shape {tuple(index_shape)} for input of shape {tuple(input.shape)}, "
-            f"got {tuple(target.shape)}"
-        )
-    if target.device != input.device:
-        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+    _check_index_target(input, target, index_shape)
     if weight is not None:
         _checks.check_constant("weight", weight)
     if _checks.values_are_inspectable(target) and target.numel() > 0:
@@ -342,12 +345,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"target must hold class indices (an integer tensor), got dtype {target.dtype}")
     class_dim = 0 if input.dim() == 1 else 1
-    expected = input.shape[:class_dim] + input.shape[class_dim + 1:]
-    if target.shape != expected:
-        raise ValueError(f"target must have shape {tuple(expected)} for input of shape {tuple(input.shape)}, "
-                         f"got {tuple(target.shape)}")
-    if target.device != input.device:
-        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+    _check_index_target(input, target, input.shape[:class_dim] + input.shape[class_dim + 1:])
     classes = input.shape[class_dim]
     if weight is not None:
         _check_per_channel("weight", weight, classes, input)
