@@ -147,8 +147,7 @@ class StopOnNonFinite(pl.Callback):
             return
         if self.first_bad_step is None:
             self.first_bad_step = torch.full((), -1, dtype=torch.long, device=finite.device)
-        step = torch.full_like(self.first_bad_step, trainer.global_step)
-        self.first_bad_step = torch.where(~finite & (self.first_bad_step < 0), step, self.first_bad_step)
+        self.first_bad_step = torch.where(~finite & (self.first_bad_step < 0), trainer.global_step, self.first_bad_step)
         optimizer.found_inf = (self.first_bad_step >= 0).float()  # NOTE: read by the fused step, which then skips
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
