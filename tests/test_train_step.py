@@ -1,6 +1,7 @@
 """The training step (models/train_step.py) inside Lightning: eager on the CPU, a CUDA-graph replay on CUDA with the
 same numbers as eager, every optimizer-step hook on every step, and non-finite steps stopped before the update."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -183,6 +184,30 @@ def test_training_stops_at_a_non_finite_step_with_finite_weights(mnist_slice, ac
         trainer.fit(model, data)
     # on the CPU the step is refused before the update; on a GPU the fused optimizer skips it on the device
     assert all(torch.isfinite(t).all() for t in model.net.state_dict().values())
+
+
+@pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
+def test_the_non_finite_check_finds_one_bad_element_in_any_gradient(bad):
+    model = MNISTClassifier(hidden_sizes=(8,))
+    for parameter in model.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    if bad is not None:
+        model.net[2].bias.grad[3] = bad  # the last parameter's gradient, one element
+    trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    if bad is None:
+        StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
+    else:
+        with pytest.raises(NonFiniteLossError, match="at step 5 "):
+            StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
+
+
+def test_the_non_finite_check_sums_float16_gradients_in_float32():
+    model = MNISTClassifier(hidden_sizes=(128,)).half()
+    for parameter in model.parameters():
+        parameter.grad = torch.ones_like(parameter)  # 101,770 ones: a float16 sum would overflow 65504 to inf
+    trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+    StopOnNonFinite().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce"])
