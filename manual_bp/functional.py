@@ -27,6 +27,7 @@ from manual_bp.losses import (
     CrossEntropyProbsLossFunction,
     MSELossFunction,
     NLLLossFunction,
+    class_dim,
 )
 from manual_bp.normalization import BatchNormEvalFunction, BatchNormFunction, LayerNormFunction
 
@@ -168,7 +169,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     _check_class_loss(input, target, size_average, reduce, reduction)
     if input.dim() == 0:
         raise ValueError("input must be logits of shape (C,), (N, C) or (N, C, d1, ..., dK), got shape ()")
-    classes = input.shape[0 if input.dim() == 1 else 1]
+    classes = input.shape[class_dim(input)]
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if weight is not None:
@@ -344,9 +345,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         raise ValueError("input must have shape (N, C), (C,) or (N, C, d1, ...), got a 0-d tensor")
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"target must hold class indices (an integer tensor), got dtype {target.dtype}")
-    class_dim = 0 if input.dim() == 1 else 1
-    _check_index_target(input, target, input.shape[:class_dim] + input.shape[class_dim + 1:])
-    classes = input.shape[class_dim]
+    dim = class_dim(input)
+    _check_index_target(input, target, input.shape[:dim] + input.shape[dim + 1:])
+    classes = input.shape[dim]
     if weight is not None:
         _check_per_channel("weight", weight, classes, input)
         _checks.check_constant("weight", weight)

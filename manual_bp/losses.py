@@ -365,10 +365,10 @@ class NLLLossFunction(Function):
 
     @staticmethod
     def forward(input, target, weight, ignore_index, reduction):
-        class_dim = 0 if input.dim() == 1 else 1
+        dim = class_dim(input)
         # NOTE: gather needs a valid index, so an ignored target is read at class 0; its weight 0 drops it.
-        index = target.where(target != ignore_index, 0).unsqueeze(class_dim)  # (N, 1, d1, ...)
-        picked = input.gather(class_dim, index).squeeze(class_dim)  # x_{i, y_i}: (N, C, d1, ...) -> (N, d1, ...)
+        index = target.where(target != ignore_index, 0).unsqueeze(dim)  # (N, 1, d1, ...)
+        picked = input.gather(dim, index).squeeze(dim)  # x_{i, y_i}: (N, C, d1, ...) -> (N, d1, ...)
         sample_weights = nll_sample_weights(target, weight, ignore_index, input.dtype)
         loss = -picked * sample_weights
         if reduction == "none":
