@@ -2,17 +2,21 @@
 
     import manual_bp.functional as MF   # mirrors torch.nn.functional
     import manual_bp.nn as mnn          # mirrors torch.nn
+
+Each op family is one file of manual_bp/ops/: its Function(s), functional wrapper(s) and Module(s) together.
 """
 from manual_bp import functional, nn
 from manual_bp._checks import value_checks
-from manual_bp.functions import DropoutFunction, LinearFunction, ReLUFunction, SigmoidFunction, TanhFunction
-from manual_bp.losses import (
-    BCELossFunction,
-    BCEWithLogitsLossFunction,
-    CrossEntropyLossFunction,
-    CrossEntropyProbsLossFunction,
-    MSELossFunction,
-)
+from manual_bp.ops.activations import GELUFunction, LeakyReLUFunction, ReLUFunction, SigmoidFunction, TanhFunction
+from manual_bp.ops.batch_norm import BatchNormEvalFunction, BatchNormFunction
+from manual_bp.ops.binary_cross_entropy import BCELossFunction, BCEWithLogitsLossFunction
+from manual_bp.ops.cross_entropy import CrossEntropyLossFunction, CrossEntropyProbsLossFunction
+from manual_bp.ops.dropout import DropoutFunction
+from manual_bp.ops.layer_norm import LayerNormFunction
+from manual_bp.ops.linear import LinearFunction
+from manual_bp.ops.mse_loss import MSELossFunction
+from manual_bp.ops.nll_loss import NLLLossFunction
+from manual_bp.ops.softmax import LogSoftmaxFunction, SoftmaxFunction
 
 __version__ = "0.1.0"
 
@@ -20,15 +24,7 @@ __all__ = [
     "LinearFunction", "SigmoidFunction", "ReLUFunction", "TanhFunction", "DropoutFunction",
     "MSELossFunction", "BCELossFunction", "BCEWithLogitsLossFunction", "CrossEntropyLossFunction",
     "CrossEntropyProbsLossFunction",
-    "functional", "nn", "value_checks",
-]
-
-# the next lecture's layers and loss
-from manual_bp.functions import GELUFunction, LeakyReLUFunction, LogSoftmaxFunction, SoftmaxFunction  # noqa: E402
-from manual_bp.losses import NLLLossFunction  # noqa: E402
-from manual_bp.normalization import BatchNormEvalFunction, BatchNormFunction, LayerNormFunction  # noqa: E402
-
-__all__ += [
     "BatchNormFunction", "BatchNormEvalFunction", "LayerNormFunction", "LeakyReLUFunction", "GELUFunction",
     "SoftmaxFunction", "LogSoftmaxFunction", "NLLLossFunction",
+    "functional", "nn", "value_checks",
 ]

@@ -72,6 +72,35 @@ def check_constant(name, weight):
         )
 
 
+def check_pointwise_loss(input, target, size_average, reduce, reduction):
+    """The opening checks of the elementwise losses (mse, bce, bce with logits): two floating tensors of one shape,
+    dtype and device, and a reduction."""
+    check_floating("input", input)
+    check_floating("target", target)
+    check_same_shape(input, target)
+    check_same_dtype_and_device("target", target, "input", input)
+    check_no_legacy_reduction(size_average, reduce)
+    check_reduction(reduction)
+
+
+def check_loss_weight(name, weight, input):
+    """An optional BCE weight (or pos_weight): broadcasts to input, needs no gradient."""
+    if weight is not None:
+        check_broadcasts_to(name, weight, input)
+        check_constant(name, weight)
+
+
+def check_per_channel(name, tensor, channels, input):
+    """An optional per-channel tensor (C,) of input's dtype and device (batch norm's statistics and affine)."""
+    if tensor is None:
+        return
+    check_floating(name, tensor)
+    if tensor.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},) for input of shape {tuple(input.shape)}, "
+                         f"got {tuple(tensor.shape)}")
+    check_same_dtype_and_device(name, tensor, "input", input)
+
+
 _value_checks = True  # see value_checks()
 
 

@@ -68,3 +68,12 @@ def _twin_with_ctx(op):
         "forward": staticmethod(forward), "backward": staticmethod(backward),
         "__module__": op.__module__, "__qualname__": f"{op.__qualname__}._twin",
     })
+
+
+def upcast(tensor):
+    """float32 for a float16 / bfloat16 tensor, else the tensor itself.
+
+    NOTE: torch's kernels for GELU and the normalisations compute a half-precision input in float32 and round once;
+    a chain of half-precision ops rounds at every step (the tanh GELU's z³, a variance) and lands several ulp away.
+    """
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import manual_bp.functional as MF
+from manual_bp import MSELossFunction, ReLUFunction
 from manual_bp.autograd import Function
 from manual_bp.cases import OP_CASES
-from manual_bp.functions import ReLUFunction
-from manual_bp.losses import MSELossFunction
 from manual_bp.testing import differentiable_positions
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from manual_bp import cases, check
+from manual_bp.case_inputs import unary_inputs
 import manual_bp.functional as MF
 
 
@@ -17,8 +18,8 @@ def test_check_prints_every_op_and_passes_on_cpu(capsys):
 
 
 def test_check_exits_non_zero_when_an_op_is_wrong(capsys, monkeypatch):
-    broken = cases.OpCase("broken_relu", lambda x: MF.relu(x) * 1.001, torch.relu, ("input",),
-                          cases._unary_inputs, ((4, 3),))
+    broken = cases.OpCase("broken_relu", lambda F, x: F.relu(x) * (1.001 if F is MF else 1), ("input",),
+                          unary_inputs, ((4, 3),))
     monkeypatch.setattr(cases, "OP_CASES", [broken])
     assert check.main(["--device", "cpu"]) == 1
     assert "FAIL" in capsys.readouterr().out

@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import manual_bp.functional as MF
-from manual_bp import cases
+from manual_bp import case_inputs
 from manual_bp.cases import OP_CASES
 from manual_bp.testing import compare_fns, make_tensor
 
@@ -65,10 +65,11 @@ def test_cross_entropy_arguments_drawn(shape, probabilities, weighted, reduction
     assume(not (ignore == 0 and shape[min(1, len(shape) - 1)] == 1))  # one class, ignored: every target is ignored
     generator = torch.Generator().manual_seed(seed)
     if probabilities:
-        logits, target, weight = cases._cross_entropy_probs_inputs(shape, dtype, "cpu", generator, False)
+        logits, target, weight = case_inputs.cross_entropy_probs_inputs(shape, dtype, "cpu", generator, False)
         ignore = None  # class ignore_index values are refused with probabilities (tested in test_bad_input)
     else:
-        logits, target, weight = cases._cross_entropy_arguments_inputs(ignore)(shape, dtype, "cpu", generator, False)
+        make = case_inputs.cross_entropy_arguments_inputs(ignore)
+        logits, target, weight = make(shape, dtype, "cpu", generator, False)
     kwargs = dict(reduction=reduction, label_smoothing=smoothing, **({} if ignore is None else {"ignore_index": ignore}))
     weight = weight if weighted else None
     compare_fns(lambda a, t, *w: MF.cross_entropy(a, t, *w, **kwargs), lambda a, t, *w: F.cross_entropy(a, t, *w, **kwargs),
@@ -88,7 +89,7 @@ def test_pointwise_loss_weights_drawn(shape, loss, weight_shape, pos_weight_shap
     if loss == "mse":  # torch's mse_loss takes only a weight of the input's shape, and no pos_weight
         weight_shape, pos_weight_shape = weight_shape and "full", None
     input_range = {"bce": (0.02, 0.98), "bce_logits": (-8.0, 8.0), "mse": (-2.0, 2.0)}[loss]
-    input, target = cases._pair_inputs(input_range)(shape, dtype, "cpu", generator, False)
+    input, target = case_inputs.pair_inputs(input_range)(shape, dtype, "cpu", generator, False)
     weights = {name: None if key is None else make_tensor(shapes[key], dtype, "cpu", generator, 0.0, 3.0)
                for name, key in (("weight", weight_shape), ("pos_weight", pos_weight_shape))}
     if loss == "bce":

@@ -222,7 +222,7 @@ def test_nll_loss_refuses_the_deprecated_size_average_and_reduce_naming_reductio
 
 # ------------------------------------------------------------ float32 accuracy of the normalisations
 
-NORMALIZATION_CASES = [case for case in cases.NEW_LAYER_CASES if case.name.startswith(("batch_norm", "layer_norm"))]
+NORMALIZATION_CASES = [case for case in cases.OP_CASES if case.name.startswith(("batch_norm", "layer_norm"))]
 
 
 def output_and_grads(fn, inputs, upstream):

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from manual_bp.cases import OP_CASES, compare
+import manual_bp.functional as MF
+from manual_bp.case_inputs import unary_inputs
+from manual_bp.cases import OP_CASES, OpCase, compare
 
 SHAPED_CASES = [pytest.param(case, shape, id=f"{case.name}-{'x'.join(map(str, shape))}")
                 for case in OP_CASES for shape in case.shapes]
@@ -46,8 +48,8 @@ def test_the_helper_can_fail():
             (output,) = ctx.saved_tensors
             return grad_output * output
 
-    from manual_bp.cases import OpCase, _unary_inputs
-    wrong = OpCase("wrong_sigmoid", WrongSigmoid.apply, torch.sigmoid, ("input",), _unary_inputs, ((4, 3),))
+    wrong = OpCase("wrong_sigmoid", lambda F, x: WrongSigmoid.apply(x) if F is MF else F.sigmoid(x), ("input",),
+                   unary_inputs, ((4, 3),))
     result = compare(wrong, (4, 3), torch.float64)
     assert not result.ok
     assert result.gradcheck is False

@@ -1,0 +1,206 @@
+"""Softmax cross-entropy of logits Z against class indices (or class probabilities): the MLP classifier's loss.
+
+It is nll_loss (nll_loss.py, whose class-index rules it shares) of log_softmax (softmax.py), fused: the backward
+softmax(Z) − onehot(Y) needs neither the (C, C) Jacobian of the softmax nor the one-hot matrix.
+
+NOTE: the forward takes log softmax from torch's fused kernel (torch.log_softmax), not from LogSoftmaxFunction's
+handwritten small ops: the two round differently in about one element in seven (one ulp, float32 and float64), and
+the loss is kept bit for bit equal to torch's own cross_entropy. The values are the same stable
+(z − max z) − log Σ e^(z − max z) either way; only the backward is handwritten here.
+"""
+import torch
+
+from manual_bp import _checks
+from manual_bp.autograd import Function
+from manual_bp.ops.nll_loss import (
+    check_class_indices,
+    check_class_loss,
+    check_class_weight,
+    check_index_target,
+    class_dim,
+    counted_targets,
+    counted_total,
+    index_shape,
+    is_index_dtype,
+    nonzero_total,
+    only_counted,
+)
+from manual_bp.ops.reduction import ReductionRepr, reduce_loss, upstream_scale
+
+
+def class_view(per_class, input, dim):
+    """A per-class tensor (C,) viewed to broadcast along the class dimension of input: (1, C, 1, ..., 1)."""
+    return per_class.reshape([-1 if d == dim else 1 for d in range(input.dim())])
+
+
+def sample_view(per_sample, dim):
+    """A per-sample tensor (N, d1, ..., dK) viewed to broadcast against input: (N, 1, d1, ..., dK); () stays ()."""
+    return per_sample.unsqueeze(dim) if per_sample.dim() > 0 else per_sample
+
+
+class CrossEntropyLossFunction(Function):
+    """ℓ_i = −log softmax(z_i)[y_i] for logits z_i (C,) and a class index y_i;   ∂ℓ_i/∂z_i = softmax(z_i) − onehot(y_i).
+
+    For "mean" over N samples ∂L/∂Z = (softmax(Z) − onehot(Y)) / N: (N, C). Logits may also be (C,) or
+    (N, C, d1, ..., dK) with targets () or (N, d1, ..., dK): the class dimension is 1 (0 for (C,)).
+    With class weights w, ignore_index and label smoothing ε over K = C classes (torch's arguments):
+        ℓ_i = [y_i counted]·((1 − ε)·w_{y_i}·(−log p_i[y_i]) + (ε/K)·Σ_c w_c·(−log p_i[c])),   p_i = softmax(z_i),
+        ∂ℓ_i/∂z_i = [y_i counted]·((1 − ε)·w_{y_i}·(p_i − onehot(y_i)) + (ε/K)·((Σ_c w_c)·p_i − w)),
+    which for w = 1 is softmax(z_i) − ((1 − ε)·onehot(y_i) + ε/K). "mean" divides by Σ_i [y_i counted]·w_{y_i}
+    (the count of counted targets when w is None), for both terms, as torch. Class weights get no gradient
+    (torch's nll_loss is not differentiable in them).
+    """
+
+    @staticmethod
+    def forward(input, target, reduction, weight=None, ignore_index=-100, label_smoothing=0.0):
+        dim = class_dim(input.dim())
+        classes = input.shape[dim]
+        log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
+        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
+        nll = -log_probs.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # (N, C, ...) -> (N, ...)
+        nll = only_counted(counted, nll if weight is None else nll * target_weight)  # an ignored target costs 0
+        if label_smoothing > 0:
+            weighted = log_probs if weight is None else log_probs * class_view(weight, input, dim)
+            smooth = only_counted(counted, -weighted.sum(dim))  # −Σ_c w_c·log p_c: (N, ...)
+        if reduction == "mean" and (counted is not None or weight is not None):
+            # NOTE: each term is divided by Σ w_{y_i} on its own, as torch: all targets ignored (or their weights
+            # summing to 0) then gives 0/0 = NaN even when the smoothing term alone would be x/0 = inf.
+            total = counted_total(counted, target, target_weight)
+            if label_smoothing == 0:
+                return nll.sum() / total
+            return (1 - label_smoothing) * (nll.sum() / total) + label_smoothing / classes * (smooth.sum() / total)
+        loss = nll if label_smoothing == 0 else (1 - label_smoothing) * nll + label_smoothing / classes * smooth
+        return reduce_loss(loss, reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, ctx.reduction, weight, ctx.ignore_index, ctx.label_smoothing = inputs
+        # NOTE: the logits are saved and softmax recomputed in backward, not saved from forward: a tensor made in
+        # forward is not connected to the graph and would make the second derivative wrong.
+        ctx.save_for_backward(input, target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight = ctx.saved_tensors
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
+            counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
+            count = nonzero_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
+            probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
+            nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i
+            # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ: the softmax term everywhere, then −∂L/∂ℓ_i added at class y_i
+            # NOTE: scatter_add_ subtracts at the target class in place of building onehot(Y) (arange, compare, cast,
+            # subtract: four full-size passes); mathematically the same (p·s − s at the target, rounded as torch's
+            # log-softmax backward rounds it). In place on a product, which autograd does not save.
+            grad_input = probs * nll_scale  # (N, C, d1, ..., dK) ⊙ (N, 1, d1, ..., dK) or () -> (N, C, d1, ..., dK)
+            target_index = safe_target.unsqueeze(dim)  # (N, 1, d1, ..., dK)
+            grad_input.scatter_add_(dim, target_index, (-nll_scale).expand(target_index.shape))
+            if smoothing > 0:
+                if weight is None:
+                    uniform = probs * input.shape[dim] - 1  # (Σ_c 1)·p − 1
+                else:
+                    uniform = probs * weight.sum() - class_view(weight, input, dim)  # (Σ_c w_c)·p − w
+                smooth = uniform * sample_view(scale, dim)
+                grad_input = (1 - smoothing) * grad_input + smoothing / input.shape[dim] * smooth
+        return grad_input, None, None, None, None, None
+
+
+class CrossEntropyProbsLossFunction(Function):
+    """Cross-entropy against class probabilities t_i (a float target of the input's shape), torch's soft targets:
+
+        q_i = ((1 − ε)·t_i + ε/K)·w (smoothing ε over K = C classes, class weights w; 1 when None),
+        ℓ_i = −Σ_c q_ic·log p_ic,   ∂ℓ_i/∂z_i = (Σ_c q_ic)·p_i − q_i,   p_i = softmax(z_i),
+        ∂ℓ_i/∂t_ic = −(1 − ε)·w_c·log p_ic,   ∂ℓ_i/∂w_c = −((1 − ε)·t_ic + ε/K)·log p_ic.
+
+    "mean" divides by the number of samples N·d1···dK, not by Σw (unlike class-index targets), as torch.
+    """
+
+    @staticmethod
+    def forward(input, target, reduction, weight=None, label_smoothing=0.0):
+        dim = class_dim(input.dim())
+        classes = input.shape[dim]
+        log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
+        mixed = target if label_smoothing == 0 else target * (1 - label_smoothing) + label_smoothing / classes
+        weighted = log_probs * mixed if weight is None else log_probs * mixed * class_view(weight, input, dim)
+        loss = -weighted.sum(dim)  # (N, d1, ..., dK)
+        if reduction == "mean":
+            return loss.sum() / (input.numel() // classes if classes else 0)  # NOTE: no samples: 0/0 = NaN, as torch
+        return reduce_loss(loss, reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, ctx.reduction, weight, ctx.label_smoothing = inputs
+        ctx.save_for_backward(input, target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight = ctx.saved_tensors
+        grad_input = grad_target = grad_weight = None
+        dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
+        classes = input.shape[dim]
+        samples = input.numel() // classes if classes else 0
+        scale = sample_view(upstream_scale(grad_output, ctx.reduction, samples), dim)  # ∂L/∂ℓ_i
+        per_class = 1 if weight is None else class_view(weight, input, dim)  # w: (1, C, 1, ..., 1)
+        mixed = target if smoothing == 0 else target * (1 - smoothing) + smoothing / classes  # (1 − ε)t + ε/K
+        if ctx.needs_input_grad[0]:
+            q = mixed * per_class
+            # ∂ℓ/∂z = (Σ_c q_c)·softmax(z) − q
+            grad_input = (q.sum(dim, keepdim=True) * torch.softmax(input, dim=dim) - q) * scale
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
+            log_probs = torch.log_softmax(input, dim)
+            if ctx.needs_input_grad[1]:
+                grad_target = -(1 - smoothing) * per_class * log_probs * scale  # ∂ℓ/∂t_c = −(1 − ε)·w_c·log p_c
+            if ctx.needs_input_grad[3]:
+                per_element = -(mixed * log_probs * scale)  # ∂ℓ/∂w_c = −((1 − ε)t_c + ε/K)·log p_c
+                grad_weight = per_element.sum_to_size(per_class.shape).reshape(weight.shape)  # Σ over samples: (C,)
+        return grad_input, grad_target, None, grad_weight, None
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
+    """Softmax cross-entropy over the class dimension of logits (C,), (N, C) or (N, C, d1, ..., dK).
+
+    target: class indices of shape (), (N,) or (N, d1, ..., dK) in [0, C) or = ignore_index, or class
+    probabilities (a float tensor of the input's shape). weight: (C,) per-class weights. label_smoothing in [0, 1].
+    """
+    check_class_loss(input, target, size_average, reduce, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    check_class_weight(weight, input)
+    if target.is_floating_point() and target.shape == input.shape:
+        return _cross_entropy_probs(input, target, weight, ignore_index, reduction, label_smoothing)
+    if not is_index_dtype(target):
+        raise TypeError(
+            f"target must hold class indices (an integer tensor of shape {tuple(index_shape(input))}) or class "
+            f"probabilities (a floating-point tensor of the input's shape {tuple(input.shape)}), got dtype "
+            f"{target.dtype} and shape {tuple(target.shape)}"
+        )
+    check_index_target(input, target)
+    if weight is not None:
+        _checks.check_constant("weight", weight)
+    if not check_class_indices(target, input.shape[class_dim(input.dim())], ignore_index):
+        ignore_index = None  # NOTE: no target can be ignored: the Function then builds no masks (nll_loss.py)
+    return CrossEntropyLossFunction.apply(input, target.long(), reduction, weight, ignore_index, label_smoothing)
+
+
+def _cross_entropy_probs(input, target, weight, ignore_index, reduction, label_smoothing):
+    _checks.check_same_dtype_and_device("target", target, "input", input)
+    if ignore_index >= 0:
+        # NOTE: as torch: a class ignore_index (>= 0) is refused with probabilities, a negative one has no effect.
+        raise ValueError(f"ignore_index is not supported with class-probability targets (a float target of the "
+                         f"input's shape), got ignore_index={ignore_index}")
+    _checks.check_in_unit_interval("target", target)
+    return CrossEntropyProbsLossFunction.apply(input, target, reduction, weight, label_smoothing)
+
+
+class CrossEntropyLoss(ReductionRepr, torch.nn.CrossEntropyLoss):
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self._check_reduction()
+
+    def forward(self, input, target):
+        return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing)

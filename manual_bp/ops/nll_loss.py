@@ -1,0 +1,172 @@
+"""Negative log-likelihood at class indices, and the class-index rules it shares with cross_entropy.py: where the
+class dimension is, the target's shape and range, the class weights, and the masking of ignore_index.
+
+Input (N, C), (C,) or (N, C, d1, ..., dK): the classes in dim 1 (dim 0 for (C,)); class indices (N,), () or
+(N, d1, ..., dK), each in [0, C) or equal to ignore_index, which then counts for nothing.
+"""
+import torch
+
+from manual_bp import _checks
+from manual_bp.autograd import Function
+from manual_bp.ops.reduction import reduce_loss, upstream_scale
+
+
+def class_dim(ndim):
+    """The class dimension of an ndim-D input (C,), (N, C) or (N, C, d1, ..., dK): 0 for (C,), else 1."""
+    return 0 if ndim == 1 else 1
+
+
+def index_shape(input):
+    """The shape of the class indices for `input`: its shape without the class dimension."""
+    dim = class_dim(input.dim())
+    return input.shape[:dim] + input.shape[dim + 1:]
+
+
+def counted_targets(target, weight, ignore_index):
+    """(counted, safe target, weight of each target): the class-index bookkeeping forward and backward share.
+
+    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by class 0 before any
+    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN. ignore_index=None
+    says the caller has seen every target and none is ignored (cross_entropy's value check): then counted is None
+    and no mask is built, which keeps the plain loss as cheap as one without the argument.
+    """
+    counted = None if ignore_index is None else target != ignore_index  # (N, d1, ..., dK) bool
+    safe_target = target if counted is None else torch.where(counted, target, 0)
+    target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
+    return counted, safe_target, target_weight
+
+
+def only_counted(counted, per_sample):
+    """per_sample with 0 where the target is ignored."""
+    return per_sample if counted is None else torch.where(counted, per_sample, 0)
+
+
+def counted_total(counted, target, target_weight):
+    """The "mean" denominator: Σ_i w_{y_i} over the counted targets (their number if there are no weights)."""
+    if target_weight is None:
+        return target.numel() if counted is None else counted.sum()
+    return only_counted(counted, target_weight).sum()
+
+
+def nonzero_total(counted, target, target_weight):
+    """counted_total, with 1 in place of 0.
+
+    NOTE: with every target ignored (or every weight 0) the "mean" loss is 0/0 = NaN, but torch's gradient is 0:
+    every numerator is 0 then, so dividing by 1 instead of 0 gives exactly that.
+    """
+    total = counted_total(counted, target, target_weight)
+    return torch.where(total == 0, torch.ones_like(total), total) if isinstance(total, torch.Tensor) else max(total, 1)
+
+
+class NLLLossFunction(Function):
+    """ℓ_i = −w_{y_i}·x_{i, y_i} for log-probabilities x_i (C,), a class index y_i and class weights w (1 if None);
+    ℓ_i = 0 where y_i = ignore_index. "mean" divides Σℓ by Σ_i w_{y_i} over the counted targets (not by N).
+
+    ∂ℓ_i/∂x_{i,c} = −w_{y_i}·1[c = y_i], so for "mean" ∂L/∂X = −onehot(Y) ⊙ w_Y / Σ w_Y.
+    """
+
+    @staticmethod
+    def forward(input, target, weight, ignore_index, reduction):
+        dim = class_dim(input.dim())
+        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
+        picked = input.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # x_{i, y_i}: (N, C, ...) -> (N, ...)
+        loss = only_counted(counted, -picked if weight is None else -picked * target_weight)  # ignored: 0
+        if reduction != "mean":
+            return reduce_loss(loss, reduction)
+        return loss.sum() / counted_total(counted, target, target_weight)  # NOTE: all ignored: 0/0 = NaN, as torch
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, target, weight, ctx.ignore_index, ctx.reduction = inputs
+        ctx.input_shape = input.shape  # NOTE: the derivative does not depend on x's values, only on where it lies
+        ctx.save_for_backward(target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, weight = ctx.saved_tensors
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            dim = class_dim(len(ctx.input_shape))
+            counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
+            count = nonzero_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
+            grad_picked = -(scale if weight is None else scale * target_weight)  # −w_{y_i} ⊙ ∂L/∂ℓ_i: (N, ...)
+            # ∂L/∂X = −onehot(Y) ⊙ w_Y ⊙ ∂L/∂ℓ: the gradient lands on the target class only
+            grad_input = grad_output.new_zeros(ctx.input_shape).scatter(dim, safe_target.unsqueeze(dim),
+                                                                         grad_picked.unsqueeze(dim))
+        return grad_input, None, None, None, None
+
+
+def check_class_loss(input, target, size_average, reduce, reduction):
+    """The opening checks cross_entropy and nll_loss share: floating input, a target tensor, the reduction."""
+    _checks.check_floating("input", input)
+    _checks.check_tensor("target", target)
+    _checks.check_no_legacy_reduction(size_average, reduce)
+    _checks.check_reduction(reduction)
+    if input.dim() == 0:
+        raise ValueError("input must have shape (C,), (N, C) or (N, C, d1, ..., dK), got shape ()")
+
+
+def is_index_dtype(target):
+    return not (target.is_floating_point() or target.dtype == torch.bool or target.is_complex())
+
+
+def check_index_target(input, target):
+    """Class indices of the shape of input without its class dimension, on input's device."""
+    if target.shape != index_shape(input):
+        raise ValueError(f"target must have shape {tuple(index_shape(input))} for input of shape "
+                         f"{tuple(input.shape)}, got {tuple(target.shape)}")
+    if target.device != input.device:
+        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+
+
+def check_class_weight(weight, input):
+    """Per-class weights (C,) of input's dtype and device (None passes)."""
+    if weight is None:
+        return
+    classes = input.shape[class_dim(input.dim())]
+    _checks.check_floating("weight", weight)
+    if weight.shape != (classes,):
+        raise ValueError(f"weight must have shape ({classes},), one weight per class (C={classes}), "
+                         f"got {tuple(weight.shape)}")
+    _checks.check_same_dtype_and_device("weight", weight, "input", input)
+
+
+def check_class_indices(target, classes, ignore_index):
+    """Every target in [0, C) or equal to ignore_index; returns whether a target may equal ignore_index.
+
+    NOTE: one pass (aminmax) and one read of two numbers; the slower search for the offending value runs only when
+    the range is wrong. A target can equal ignore_index only if it lies within the targets' range; when the values
+    are not read (value_checks(False), torch.func, torch.compile) the answer is True.
+    """
+    if not _checks.values_are_inspectable(target) or target.numel() == 0:
+        return True
+    low, high = (int(v) for v in torch.aminmax(target))
+    if low < 0 or high >= classes:
+        outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
+        if outside.any():
+            bad = int(target[outside][0])
+            raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}) or "
+                             f"ignore_index={ignore_index}, got {bad}")
+    return low <= ignore_index <= high
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities input (N, C), (C,) or (N, C, d1, ...) at class indices target
+    (N,), () or (N, d1, ...); weight (C,) weighs each class; targets equal to ignore_index count for nothing."""
+    check_class_loss(input, target, size_average, reduce, reduction)
+    if not is_index_dtype(target):
+        raise TypeError(f"target must hold class indices (an integer tensor), got dtype {target.dtype}")
+    check_index_target(input, target)
+    check_class_weight(weight, input)
+    if weight is not None:
+        _checks.check_constant("weight", weight)
+    check_class_indices(target, input.shape[class_dim(input.dim())], ignore_index)
+    return NLLLossFunction.apply(input, target.long(), weight, ignore_index, reduction)
+
+
+class NLLLoss(torch.nn.NLLLoss):
+    """torch.nn.NLLLoss (weight is a buffer, so it follows .to() and the state dict) with the handwritten backward."""
+
+    def forward(self, input, target):
+        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
