@@ -33,8 +33,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli_errors import concise
-from cli_resume import LIGHTNING_CKPT_NAMES, ResumeError, check_same_settings, resume_checkpoint
+from cli.errors import concise
+from cli.resume import LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, resume_checkpoint
 from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError
 from models.console import EpochSummary
@@ -98,6 +98,7 @@ class ManualBPCLI(LightningCLI):
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
         parser.add_lightning_class_args(GradientStatistics, "grad_stats")
         parser.add_lightning_class_args(TestReport, "test_report")
+        parser.set_defaults({"test_report.not_hyperparameters": list(SETTINGS)})
         parser.add_lightning_class_args(EpochSummary, "epoch_summary")
         # the progress bar on a terminal; in a pipe or a log file only EpochSummary's lines
         parser.set_defaults({"trainer.enable_progress_bar": sys.stdout.isatty()})

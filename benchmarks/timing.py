@@ -11,12 +11,9 @@ def synchronize(device):
 
 
 class EpochTimer(pl.Callback):
-    """Wall time of each training epoch (validation excluded); `report` prints them when training ends."""
+    """Wall time of each training epoch (validation excluded)."""
 
     seconds = []  # class-level: read back after LightningCLI has run
-
-    def __init__(self, report: bool = False):
-        self.report = report
 
     def on_train_epoch_start(self, trainer, pl_module):
         synchronize(pl_module.device)
@@ -25,7 +22,3 @@ class EpochTimer(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         synchronize(pl_module.device)
         EpochTimer.seconds.append(time.perf_counter() - self.start)
-
-    def on_train_end(self, trainer, pl_module):
-        if self.report:
-            print("epoch seconds:", " ".join(f"{s:.3f}" for s in EpochTimer.seconds))

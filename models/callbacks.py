@@ -5,6 +5,8 @@ Every run uses one tag scheme, chosen so TensorBoard's Time Series tab (groups s
 `acc/train`, `acc/val`, `loss/train`, `loss/val` (epoch means); `steps/...` (per logged step: loss, learning rate,
 gradient norms, the native gradient check); `test/acc`, `test/loss` (once, at the end).
 """
+from typing import Sequence
+
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
@@ -107,17 +109,16 @@ class NativeGradientCheck(pl.Callback):
         pl_module.log("steps/grad_check_max_rel_diff", difference / scale)
 
 
-# arguments that say where the data are or how fast a step runs, not what is learned: not hyperparameters (the HParams
-# tab), and free to change when a run resumes (train.py)
-SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
-
-
 class TestReport(pl.Callback):
     """After testing: a grid of misclassified digits (predicted / true), a confusion-matrix image, and the
-    hyperparameters of model and data with the final test metrics (TensorBoard's HPARAMS tab)."""
+    hyperparameters of model and data with the final test metrics (TensorBoard's HPARAMS tab).
 
-    def __init__(self, max_images: int = 16):
+    not_hyperparameters: argument names left out of the HPARAMS tab (where the data are, how fast a step runs).
+    """
+
+    def __init__(self, max_images: int = 16, not_hyperparameters: Sequence[str] = ()):
         self.max_images = max_images
+        self.not_hyperparameters = tuple(not_hyperparameters)
 
     def on_test_epoch_start(self, trainer, pl_module):
         self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
@@ -149,7 +150,7 @@ class TestReport(pl.Callback):
             params.update({f"data.{key}": value for key, value in trainer.datamodule.hparams.items()
                            if not key.startswith("_")})
         params = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
-                  for key, value in params.items() if key.split(".")[-1] not in SETTINGS}
+                  for key, value in params.items() if key.split(".")[-1] not in self.not_hyperparameters}
         # test/acc first: the HParams table shows metrics after 5 hyperparameter columns, and a narrow window
         # cuts the last one off
         metrics = sorted((key for key in trainer.callback_metrics if key.startswith("test/")),

@@ -13,7 +13,6 @@ BACKENDS = {"manual": mnn, "native": torch.nn}
 FUNCTIONALS = {"manual": MF, "native": F}
 ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 NORMS = {"batch": "BatchNorm1d", "layer": "LayerNorm"}
-LOSSES = ("cross_entropy", "mse", "bce")
 
 
 def build_mlp(input_size, hidden_sizes, num_classes, activation="relu", backend="manual", dropout=0.0, norm="none"):

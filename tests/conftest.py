@@ -1,34 +1,19 @@
-"""Shared fixtures and helpers: the slice of MNIST shipped in tests/data (and the full set where present), a quiet
-Trainer, one `fit` of the MNIST module, and the train.py arguments of a small real run."""
-import gzip
+"""Fixtures only: the slice of MNIST shipped in tests/data, the full set where present, a fixed seed; the hypothesis
+profile of CI. Helpers the tests import live in tests/helpers.py."""
 import os
-from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hypothesis import settings
 
-from models.classifier import MNISTClassifier
-from models.data import MNISTDataModule
-from models.idx import IDX_FILES, IDX_MAGIC, read_idx
+from models.idx import IDX_FILES
+from tests.helpers import MNIST_DIR, SLICE_DIR
 
 # NOTE: under CI (CI=true) hypothesis draws the same examples every run, so a landing never depends on a lucky draw;
 # elsewhere each run explores new ones (and keeps what it finds in .hypothesis/)
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-ROOT = Path(__file__).resolve().parents[1]
-SLICE_DIR = ROOT / "tests" / "data" / "mnist_slice"  # shipped: 3,000 training and 1,000 test digits of the real MNIST
-MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
-
-
-def write_idx(path, tensor, compress=True):
-    """Write a uint8 tensor as an IDX file (the format of the MNIST files), gzipped if compress."""
-    header = IDX_MAGIC[tensor.dim()].to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in tensor.shape)
-    data = header + tensor.contiguous().numpy().tobytes()
-    path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
 
 
 @pytest.fixture(scope="session")
@@ -41,44 +26,10 @@ def mnist_dir():
     return MNIST_DIR
 
 
-def make_slice(folder, source, train_count, test_count, compress=True):
-    """The first train_count / test_count digits of the IDX files in source, written to folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    counts = {"train": train_count, "test": test_count}
-    for key, name in IDX_FILES.items():
-        tensor = read_idx(source / f"{name}.gz", 3 if key.endswith("images") else 1)
-        write_idx(folder / (f"{name}.gz" if compress else name), tensor[: counts[key.split("_")[0]]], compress)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def mnist_slice():
     """3,000 training and 1,000 test digits of the real MNIST, flat and gzipped (use val_size=500); read-only."""
     return SLICE_DIR
-
-
-def quiet_trainer(**kwargs):
-    """A Trainer on the CPU that writes and prints nothing (no logger, checkpoints, progress bar or summary)."""
-    quiet = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-             "enable_progress_bar": False, "enable_model_summary": False}
-    return pl.Trainer(**{**quiet, **kwargs})
-
-
-def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, **trainer_kwargs):
-    """Seed 7, MNISTClassifier(**model_kwargs) on the slice in data_dir (500 held out), fitted by a quiet Trainer."""
-    pl.seed_everything(7, verbose=False)
-    model = MNISTClassifier(**dict(model_kwargs))
-    data = MNISTDataModule(str(data_dir), download=False, val_size=500, batch_size=batch_size)
-    trainer = quiet_trainer(callbacks=list(callbacks), **trainer_kwargs)
-    trainer.fit(model, data)
-    return trainer, model, data
-
-
-def cli_args(data_dir, save_dir, *extra, name="mnist"):
-    """train.py arguments of a small real run on the slice in data_dir, writing runs under save_dir/name."""
-    return ["--data.data_dir", str(data_dir), "--data.val_size", "500", "--data.download", "false",
-            "--model.hidden_sizes", "[32]", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
-            "--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.logger.init_args.name", name, *extra]
 
 
 @pytest.fixture(autouse=True)

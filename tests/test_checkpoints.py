@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from models.checkpoints import AtomicCheckpointIO
-from tests.conftest import cli_args
+from tests.helpers import ROOT, cli_args
 from train import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -1,16 +1,14 @@
 """train.py: the default config, overrides, errors before training, and a short run read back from TensorBoard."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import cli_args
+from tests.helpers import ROOT, cli_args
 from train import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(args, capsys):

@@ -1,13 +1,11 @@
 """What a user sees: the console of a run through a pipe, one-line errors, the help, a missing data folder."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_args
+from tests.helpers import ROOT, cli_args
 
-ROOT = Path(__file__).resolve().parents[1]
 FOREIGN = ("Tip:", "litlogger", "LeafSpec", "args parameter", "it/s]", "Traceback")
 
 

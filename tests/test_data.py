@@ -8,7 +8,7 @@ import torch
 
 from models.data import MNISTDataModule, TensorBatches, random_shift
 from models.idx import IDX_FILES, DataFileError, read_idx
-from tests.conftest import fit, make_slice, write_idx
+from tests.helpers import fit, make_slice, write_idx
 
 
 def loaded(folder, **kwargs):

@@ -1,13 +1,11 @@
 """Lightning's DDP strategy (2 CPU processes, gloo) with the manual layers equals one process on the global batch."""
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
-from tests.conftest import cli_args
+from tests.helpers import ROOT, cli_args
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def train(tmp_path, name, mnist_slice, batch_size, *extra):

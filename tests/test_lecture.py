@@ -8,7 +8,7 @@ import torch
 import manual_bp.functional as MF
 import manual_bp.nn as mnn
 from lecture import circle, graph, notation, two_layer_net, xor
-from tests.conftest import quiet_trainer
+from tests.helpers import quiet_trainer
 from train import cli_main
 
 # 1. XOR from hand-set weights

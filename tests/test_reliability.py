@@ -11,10 +11,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.conftest import cli_args
+from tests.helpers import ROOT, cli_args
 from train import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
 EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a step of this net takes ~1 ms)
 INTERRUPT_AFTER = 45  # steps: past the validation of epoch 0, the best epoch of run_args

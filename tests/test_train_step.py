@@ -13,7 +13,7 @@ from models.reliability import NonFiniteLossError, StopOnNonFinite
 from models.train_step import TrainStep, can_capture
 from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
-from tests.conftest import fit, quiet_trainer
+from tests.helpers import StepLosses, fit, quiet_trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
@@ -96,14 +96,6 @@ def test_only_one_cuda_process_in_32_bit_precision_is_captured():
     assert not can_capture("cpu", 1, "32-true")
     assert not can_capture("cuda", 2, "32-true")  # DDP all-reduces inside the backward
     assert not can_capture("cuda", 1, "bf16-mixed")
-
-
-class StepLosses(pl.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(outputs["loss"].item())
 
 
 class CountsOptimizerSteps(pl.Callback):

@@ -4,15 +4,7 @@ import pytorch_lightning as pl
 import torch
 
 from models.classifier import MNISTClassifier
-from tests.conftest import fit
-
-
-class StepLosses(pl.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(outputs["loss"].item())
+from tests.helpers import StepLosses, fit
 
 
 def fit_losses(data_dir, model_kwargs, **trainer_kwargs):

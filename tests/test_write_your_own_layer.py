@@ -2,14 +2,12 @@
 import io
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
 from examples import softplus as example
 from manual_bp.testing import print_table
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_the_example_runs_as_a_module_and_every_row_is_ok():
