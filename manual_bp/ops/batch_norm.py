@@ -122,8 +122,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var must be given when training=False (eval mode normalises "
                          "with them); pass training=True to use the batch statistics")
+    if not (isinstance(momentum, (int, float)) or isinstance(momentum, torch.Tensor) and momentum.dim() == 0):
+        raise TypeError(f"momentum must be a number in [0, 1] (or a 0-d tensor), got {momentum!r}; for the "
+                        "cumulative average of the batch statistics use BatchNorm1d(momentum=None)")
     if not training:
         return BatchNormEvalFunction.apply(input, running_mean, running_var, weight, bias, eps)
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0 when training (a channel whose values are all equal has σ² = 0, and "
+                         f"1/√(σ² + eps) would be inf), got {eps}")
     values_per_channel = input.numel() // channels if channels else 0
     if values_per_channel == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")

@@ -51,8 +51,8 @@ def counted_total(counted, target, target_weight):
 def nonzero_total(counted, target, target_weight):
     """counted_total, with 1 in place of 0.
 
-    NOTE: with every target ignored (or every weight 0) the "mean" loss is 0/0 = NaN, but torch's gradient is 0:
-    every numerator is 0 then, so dividing by 1 instead of 0 gives exactly that.
+    NOTE: nll_loss's backward: with every target ignored (or every weight 0) the "mean" loss is 0/0 = NaN, but
+    torch's gradient is 0: every numerator is 0 then, so dividing by 1 instead of 0 gives exactly that.
     """
     total = counted_total(counted, target, target_weight)
     return torch.where(total == 0, torch.ones_like(total), total) if isinstance(total, torch.Tensor) else max(total, 1)
