@@ -20,6 +20,9 @@ class MNISTClassifier(pl.LightningModule):
         hidden_sizes: width of each hidden layer, e.g. [800] or [1024, 1024].
         activation: hidden nonlinearity.
         loss: cross_entropy on the scores, or mse / bce of sigmoid outputs against one-hot targets (the lecture's).
+        init: the Linear weights' initialisation: "default" (torch.nn.Linear's, U(±1/√fan_in)), xavier_uniform /
+            xavier_normal (Var(W) = g²·2/(fan_in + fan_out)), kaiming_uniform / kaiming_normal (Var(W) = g²/fan_in)
+            or orthogonal, with the activation's gain g and zero biases (models/mlp.py `initialise`).
         backend: "manual" (manual_bp layers) or "native" (the identical torch.nn twin).
         dropout: dropout probability after each hidden activation (0: none).
         norm: "batch" (BatchNorm1d) or "layer" (LayerNorm) after each hidden Linear, before its activation.
@@ -35,6 +38,8 @@ class MNISTClassifier(pl.LightningModule):
 
     def __init__(self, hidden_sizes: tuple[int, ...] = (800,), activation: Literal["relu", "sigmoid", "tanh"] = "relu",
                  loss: Literal["cross_entropy", "mse", "bce"] = "cross_entropy",
+                 init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                               "orthogonal"] = "default",
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
                  norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
                  lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -43,7 +48,7 @@ class MNISTClassifier(pl.LightningModule):
         super().__init__()
         check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes)
         self.save_hyperparameters()
-        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm)
+        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm, init)
         # NOTE: manual optimization: the training step's backward may be a graph replay, so the module runs it and
         # then steps the optimizer through Lightning (hooks, step counter and checkpoints stay Lightning's)
         self.automatic_optimization = False
