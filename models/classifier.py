@@ -5,6 +5,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 
+import manual_bp.optim
 from models.callbacks import metric_tag
 from models.mlp import build_mlp, classification_loss
 from models.train_step import TrainStep, can_capture
@@ -27,6 +28,8 @@ class MNISTClassifier(pl.LightningModule):
         dropout: dropout probability after each hidden activation (0: none).
         norm: "batch" (BatchNorm1d) or "layer" (LayerNorm) after each hidden Linear, before its activation.
         optimizer: "sgd" (with momentum) or "adam" (AdamW when weight_decay > 0: decoupled decay).
+        optimizer_backend: "native" (torch.optim's fused kernel) or "manual" (manual_bp.optim: the update rule
+            written out by hand; the same result, a slower step: docs/benchmarks.md).
         lr: learning rate (the peak rate for onecycle).
         momentum: SGD momentum (0: plain gradient descent).
         weight_decay: L2 penalty (SGD) or decoupled weight decay (AdamW).
@@ -42,7 +45,7 @@ class MNISTClassifier(pl.LightningModule):
                                "orthogonal"] = "default",
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
                  norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
-                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
+                 optimizer_backend: Literal["native", "manual"] = "native", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
                  lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784,
                  num_classes: int = 10, cuda_graph: bool = True):
         super().__init__()
@@ -123,15 +126,16 @@ class MNISTClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        # NOTE: fused: one kernel per step for all parameters (on a 2-core CPU Adam's step takes 0.4 ms instead
-        # of 1.5 ms)
+        # NOTE: native: torch.optim's fused kernel, one for all parameters (on a 2-core CPU Adam's step takes 0.4 ms
+        # instead of 1.5 ms); manual: manual_bp.optim's loop over the parameters, the equations one op each
+        optim, fused = (torch.optim, {"fused": True}) if hp.optimizer_backend == "native" else (manual_bp.optim, {})
         if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                        weight_decay=hp.weight_decay, fused=True)
+            optimizer = optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                                  **fused)
         elif hp.weight_decay > 0:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=True)
+            optimizer = optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused)
         else:
-            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, fused=True)
+            optimizer = optim.Adam(self.parameters(), lr=hp.lr, **fused)
         if hp.lr_schedule == "none":
             return optimizer
         steps = self.trainer.estimated_stepping_batches
