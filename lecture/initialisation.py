@@ -6,7 +6,7 @@ A 784-(128 × 9)-10 MLP of manual_bp layers is started from W ~ N(0, 0.01²) (to
 Xavier (Var(W) = 2/(fan_in + fan_out)) and He (Var(W) = 2/fan_in), biases 0. For each start: per hidden layer the
 activations' mean, std and saturated fraction (tanh |A| > 0.99; ReLU units 0 on the whole batch) and the std of
 ∂L/∂W, on one batch of the shipped MNIST slice; then a few epochs of plain SGD on the slice. One figure (a column
-per start) goes to lecture/figures/initialisation.png and to TensorBoard (runs/initialisation); the run ends with
+per start) goes to docs/figures/initialisation.png and to TensorBoard (runs/initialisation); the run ends with
 verdict lines computed from these numbers.
 """
 import argparse
@@ -173,7 +173,7 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=str(ROOT / "tests" / "data" / "mnist_slice"),
                         help="four MNIST IDX files (default: the 3,000-digit slice shipped with the tests)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--figure", default=str(ROOT / "lecture" / "figures" / "initialisation.png"))
+    parser.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "initialisation.png"))
     parser.add_argument("--logdir", default="runs/initialisation", help="TensorBoard folder ('' for none)")
     args = parser.parse_args(argv)
     results = run(args.data_dir, args.epochs)

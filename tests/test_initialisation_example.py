@@ -68,7 +68,7 @@ def test_the_figure_is_a_small_png_and_in_tensorboard(example):
 
 
 def test_the_committed_figure_is_small():
-    figure = initialisation.ROOT / "lecture" / "figures" / "initialisation.png"
+    figure = initialisation.ROOT / "docs" / "figures" / "initialisation.png"
     assert figure.is_file() and figure.stat().st_size < 150_000
 
 
