@@ -35,7 +35,7 @@ def test_five_rules_on_the_mnist_slice_mini_batches_beat_full_batch_descent(tmp_
     assert full["updates"] == 2 and all(r["updates"] == 2 * 20 for rule, r in results.items() if r is not full)
     for rule, result in results.items():
         if result is not full:
-            assert result["loss"][-1] < full["loss"][-1] / 2 and result["acc"][-1] > full["acc"][-1] + 0.2, rule
+            assert result["loss"][-1] < full["loss"][-1] / 2 and result["acc"][-1] > full["acc"][-1] + 0.1, rule
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 + 5 + 2 + 1 and out[-3].startswith("lowest training loss: ")
     for rule in optimisers_mnist.RULES:  # one TensorBoard run per rule, the same two tags
