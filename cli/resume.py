@@ -5,9 +5,9 @@ from pathlib import Path
 
 from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
 
-# arguments that say where the data are or how a step runs, not what is learned: free to change when a run
+# arguments that say where the data are or how fast a step runs, not what is learned: free to change when a run
 # resumes, and left out of TensorBoard's HParams tab (train.py passes them to TestReport)
-SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph", "optimizer_backend")
+SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
 LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")  # --ckpt_path values that name no file
 
 

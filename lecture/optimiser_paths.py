@@ -31,8 +31,8 @@ def rosenbrock(point):
 
 
 # surface: (function, start, minimum, steps, plot limits ((x0, x1), (y0, y1)), {rule: (class, keyword arguments)})
-# NOTE: one learning rate per rule and surface, from a grid (3e-5 … 2, 1-2-5 per decade) searched once offline: the
-# largest at which the rule's path is smooth. Gradient descent on the bowl runs just under its limit 2/20 = 0.1, so
+# NOTE: one learning rate per rule and surface, picked by hand from a grid (3e-5 … 2, 1-2-5 per decade): the largest
+# at which the rule's path is smooth (run `path` over the grid to see the others). Gradient descent on the bowl runs just under its limit 2/20 = 0.1, so
 # that its zig-zag across the valley shows; at 0.05 it would land on y = 0 in one step, a lucky rate no real
 # network offers.
 SURFACES = {
@@ -75,7 +75,8 @@ def all_paths():
 
 
 def path_ratio(points, start, minimum):
-    """How far the path travels, over the straight line from the start to the minimum (1: straight there)."""
+    """How far the path travels, over the start's distance to the minimum (1: a straight line there; below 1: it
+    stopped short)."""
     return ((points[1:] - points[:-1]).norm(dim=1).sum() / (start - minimum).norm()).item()
 
 
@@ -93,8 +94,8 @@ def verdicts(paths):
             arrived += [rule] if len(close) else []
             reached = f"within 0.01 from step {int(close[0])}" if len(close) else "never within 0.01"
             diverged = " (diverged)" if not math.isfinite(ends[rule]) or ends[rule] > 1e3 else ""
-            lines.append(f"{surface}: {rule:<16} ends {ends[rule]:.2g} from the minimum, {reached}; its path is "
-                         f"{ratios[rule]:.2f}x the straight line{diverged}")
+            lines.append(f"{surface}: {rule:<16} ends {ends[rule]:.2g} from the minimum, {reached}; travels "
+                         f"{ratios[rule]:.2f}x the start's distance to it{diverged}")
         name = surface.split()[0]
         closest[name] = min(ends, key=ends.get)
         straightest[name] = min(arrived, key=ratios.get) if arrived else "none got within 0.01"

@@ -58,6 +58,8 @@ def train(rule, data, epochs, writer=None, seed=0):
             total, updates = total + loss.item() * len(index), updates + 1
         with torch.no_grad():
             accuracy = (net(val_images.flatten(1)).argmax(1) == val_labels).float().mean().item()
+        # NOTE: the mean of the batches' losses, each taken before its update: for full-batch descent the loss of the
+        # epoch's one batch before its one update, for the others a running mean over the epoch
         history["loss"].append(total / len(labels))
         history["acc"].append(accuracy)
         if writer is not None:
@@ -91,11 +93,13 @@ def verdicts(results):
     lowest = min(results, key=lambda rule: results[rule]["loss"][-1])
     best = max(results, key=lambda rule: results[rule]["acc"][-1])
     full = results["full-batch gradient descent"]
-    others = [r["acc"][-1] for rule, r in results.items() if rule != "full-batch gradient descent"]
+    weakest = min(r["acc"][-1] for rule, r in results.items() if rule != "full-batch gradient descent")
+    gap = 100 * (weakest - full["acc"][-1])
     lines.append(f"lowest training loss: {lowest}; best validation accuracy: {best}")
-    lines.append(f"full-batch gradient descent made {full['updates']} updates in {len(full['loss'])} epochs and "
-                 f"reached {100 * full['acc'][-1]:.1f}%, {100 * (min(others) - full['acc'][-1]):.1f} points below the "
-                 "weakest mini-batch rule: an exact gradient per pass is worth less than many noisy ones")
+    lines.append(f"full-batch gradient descent made {full['updates']} updates in {len(full['loss'])} epochs and reached "
+                 f"{100 * full['acc'][-1]:.1f}%, {abs(gap):.1f} points {'below' if gap > 0 else 'above'} the weakest "
+                 "mini-batch rule" + (": one exact gradient per pass is worth less than many noisy ones" if gap > 0
+                                      else ""))
     return lines
 
 

@@ -30,13 +30,27 @@ class ManualOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, defaults, **flags):
         """flags: the torch.optim flags this rule's torch twin has (foreach, maximize, differentiable, fused,
-        capturable), kept in the parameter groups under torch's keys; the modes manual_bp has no code for are refused."""
+        capturable), kept in the parameter groups under torch's keys; modes manual_bp has no code for are refused."""
         name = type(self).__name__
         for flag in ("fused", "differentiable", "capturable"):
             if flags.get(flag):
                 raise ValueError(f"{flag}=True is a mode of torch.optim.{name}; manual_bp.optim.{name} has one "
                                  f"handwritten update (pass {flag}=False, or use torch.optim.{name})")
+        if isinstance(defaults["lr"], torch.Tensor):
+            raise TypeError(f"lr must be a Python number for manual_bp.optim.{name}, got a Tensor (a tensor lr is for "
+                            f"torch.optim's capturable and fused kernels); pass float(lr)")
         super().__init__(params, {**defaults, **flags})
+
+    def __setstate__(self, state):
+        """After load_state_dict (torch's state or an older one): the keys torch would fill in, and this
+        implementation's own modes, whatever the state said (a torch state may say fused=True)."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            for flag in ("fused", "differentiable", "capturable"):
+                if flag in self.defaults:
+                    group[flag] = self.defaults[flag]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -45,18 +59,26 @@ class ManualOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError(
-                        f"manual_bp.optim.{type(self).__name__} does not support sparse gradients (a parameter of "
-                        f"shape {tuple(param.shape)} has one): its update is written for dense tensors; use "
-                        "torch.optim.SparseAdam, or make the layer's gradient dense (e.g. Embedding(sparse=False))")
-                grad = -param.grad if group["maximize"] else param.grad  # maximize: ascend, g ← −g
-                self.update(param, grad, group)
+        params = [(param, group) for group in self.param_groups for param in group["params"] if param.grad is not None]
+        for param, _ in params:  # NOTE: every parameter checked before any is updated: a refusal changes nothing
+            self._check(param)
+        for param, group in params:
+            grad = -param.grad if group["maximize"] else param.grad  # maximize: ascend, g ← −g
+            self.update(param, grad, group)
         return loss
+
+    def _check(self, param):
+        name = type(self).__name__
+        if param.grad.layout != torch.strided:
+            dense_twin = "torch.optim.SparseAdam" if name.startswith("Adam") else f"torch.optim.{name}"
+            raise RuntimeError(
+                f"manual_bp.optim.{name} does not support sparse gradients (a parameter of shape "
+                f"{tuple(param.shape)} has one, layout {param.grad.layout}): its update is written for dense tensors; "
+                f"use {dense_twin}, or make the layer's gradient dense (e.g. Embedding(sparse=False))")
+        if param.is_complex():
+            raise TypeError(f"manual_bp.optim.{name} updates real parameters, got a complex one of shape "
+                            f"{tuple(param.shape)} (its g² would have to be |g|²); use torch.optim.{name}, or "
+                            "torch.view_as_real")
 
     def update(self, param, grad, group):
         """One step of the rule for one parameter; its state is self.state[param] (torch's keys)."""
@@ -107,8 +129,9 @@ class Adam(ManualOptimizer):
     """Adam: running means of g and g², corrected for their start at 0 (Kingma & Ba), with β1, β2 = betas:
 
         g ← g + λθ (Adam's weight decay, an L2 term) or θ ← θ·(1 − γλ) (AdamW's, decoupled from the gradient);
-        m_t = β1·m_{t−1} + (1 − β1)·g;   v_t = β2·v_{t−1} + (1 − β2)·g²;   v_t ← max(v_max, v_t) (amsgrad);
-        θ ← θ − γ·m̂ / (√v̂ + ε),   m̂ = m_t / (1 − β1^t),   v̂ = v_t / (1 − β2^t).
+        m_t = β1·m_{t−1} + (1 − β1)·g;   v_t = β2·v_{t−1} + (1 − β2)·g²;
+        θ ← θ − γ·m̂ / (√v̂ + ε),   m̂ = m_t / (1 − β1^t),   v̂ = v_t / (1 − β2^t)
+        (amsgrad: v̂ = v_max,t / (1 − β2^t) with v_max,t = max(v_max,t−1, v_t), the largest v so far).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
@@ -142,9 +165,11 @@ class Adam(ManualOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)  # m_t = β1·m_{t−1} + (1 − β1)·g
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v_t = β2·v_{t−1} + (1 − β2)·g²
+        second_moment = exp_avg_sq
         if group["amsgrad"]:
-            exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])  # max
-        denominator = (exp_avg_sq.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)  # √v̂ + ε
+            max_exp_avg_sq = state["max_exp_avg_sq"]
+            second_moment = torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)  # v_max,t
+        denominator = (second_moment.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)  # √v̂ + ε
         param.addcdiv_(exp_avg, denominator, value=-lr / (1 - beta1**t))  # θ ← θ − γ·m̂ / (√v̂ + ε)
 
 
@@ -166,7 +191,8 @@ class AdamW(Adam):
 class RMSprop(ManualOptimizer):
     """RMSprop (Hinton): g divided by a running root mean square of g, with smoothing α = alpha:
 
-        g ← g + λθ;   v_t = α·v_{t−1} + (1 − α)·g²;   centered: ḡ_t = α·ḡ_{t−1} + (1 − α)·g, v̂ = v_t − ḡ_t², else v̂ = v_t;
+        g ← g + λθ;   v_t = α·v_{t−1} + (1 − α)·g²;
+        centered: ḡ_t = α·ḡ_{t−1} + (1 − α)·g, v̂ = v_t − ḡ_t², else v̂ = v_t;
         momentum μ > 0: b_t = μ·b_{t−1} + g / (√v̂ + ε), θ ← θ − γ·b_t;   else θ ← θ − γ·g / (√v̂ + ε).
     """
 

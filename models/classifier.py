@@ -29,7 +29,7 @@ class MNISTClassifier(pl.LightningModule):
         norm: "batch" (BatchNorm1d) or "layer" (LayerNorm) after each hidden Linear, before its activation.
         optimizer: "sgd" (with momentum) or "adam" (AdamW when weight_decay > 0: decoupled decay).
         optimizer_backend: "native" (torch.optim's fused kernel) or "manual" (manual_bp.optim: the update rule
-            written out by hand; the same result, a slower step: docs/benchmarks.md).
+            written out by hand; the same result, a slower step: docs/optimisation.md). A resume keeps it.
         lr: learning rate (the peak rate for onecycle).
         momentum: SGD momentum (0: plain gradient descent).
         weight_decay: L2 penalty (SGD) or decoupled weight decay (AdamW).
@@ -45,7 +45,8 @@ class MNISTClassifier(pl.LightningModule):
                                "orthogonal"] = "default",
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
                  norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
-                 optimizer_backend: Literal["native", "manual"] = "native", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
+                 optimizer_backend: Literal["native", "manual"] = "native", lr: float = 1e-3, momentum: float = 0.9,
+                 weight_decay: float = 0.0,
                  lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784,
                  num_classes: int = 10, cuda_graph: bool = True):
         super().__init__()
@@ -128,14 +129,15 @@ class MNISTClassifier(pl.LightningModule):
         hp = self.hparams
         # NOTE: native: torch.optim's fused kernel, one for all parameters (on a 2-core CPU Adam's step takes 0.4 ms
         # instead of 1.5 ms); manual: manual_bp.optim's loop over the parameters, the equations one op each
-        optim, fused = (torch.optim, {"fused": True}) if hp.optimizer_backend == "native" else (manual_bp.optim, {})
+        native = hp.optimizer_backend == "native"
+        optim, speed_flags = (torch.optim, {"fused": True}) if native else (manual_bp.optim, {})
         if hp.optimizer == "sgd":
             optimizer = optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
-                                  **fused)
+                                  **speed_flags)
         elif hp.weight_decay > 0:
-            optimizer = optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **fused)
+            optimizer = optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **speed_flags)
         else:
-            optimizer = optim.Adam(self.parameters(), lr=hp.lr, **fused)
+            optimizer = optim.Adam(self.parameters(), lr=hp.lr, **speed_flags)
         if hp.lr_schedule == "none":
             return optimizer
         steps = self.trainer.estimated_stepping_batches

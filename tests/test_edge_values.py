@@ -167,6 +167,25 @@ def test_nll_loss_reads_nothing_at_an_ignored_target():
     assert MF.nll_loss(log_probs, target, reduction="none").tolist() == [0.0, 0.5]
 
 
+def test_softmax_family_of_a_0_d_tensor_as_torch():
+    for name, expected in (("softmax", 1.0), ("log_softmax", 0.0)):
+        x = torch.tensor(1.5, dtype=torch.float64)
+        check(lambda a: getattr(MF, name)(a, 0), lambda a: getattr(F, name)(a, 0), x, names=("input",))
+        assert getattr(MF, name)(x, 0).item() == expected
+
+
+def test_nll_loss_with_every_counted_weight_0_is_nan_with_nan_at_the_targets_as_torch():
+    log_probs, target = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, -100, 2, 1])
+    weight = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
+    results = []
+    for fn in (MF.nll_loss, F.nll_loss):
+        leaf = log_probs.clone().requires_grad_()
+        loss = fn(leaf, target, weight)
+        results.append((loss, torch.autograd.grad(loss, leaf)[0]))
+    torch.testing.assert_close(results[0], results[1], equal_nan=True)
+    assert results[0][1].isnan().sum() == 3  # the three counted targets; the ignored row is 0
+
+
 def test_softmax_family_over_an_empty_dimension_is_empty_as_torch():
     for shape, dim in (((3, 0), 1), ((0, 3), 0), ((0, 3), 1), ((2, 0, 4), 1)):
         for name in ("softmax", "log_softmax"):

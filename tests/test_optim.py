@@ -113,16 +113,20 @@ def test_lr_schedulers_drive_them_as_they_drive_torchs(name, scheduler):
 
 
 def test_the_comparison_can_fail():
-    """A wrong update (Adam without the bias correction of m) must be caught by the float64 comparison."""
+    """A planted mistake (Adam without the bias correction of m: θ ← θ − γ·m_t/(√v̂ + ε)) is caught in float64."""
     class NoBiasCorrection(optim.Adam):
         def update(self, param, grad, group):
-            super().update(param, grad, group)
             state = self.state[param]
-            t = state["step"].item()
-            param.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(1e-8), value=1e-3 * (1 - 0.9**t))
+            if not state:
+                state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+            t = self.next_step(state)
+            state["exp_avg"].lerp_(grad, 0.1)
+            state["exp_avg_sq"].mul_(0.999).addcmul_(grad, grad, value=0.001)
+            denominator = (state["exp_avg_sq"].sqrt() / (1 - 0.999**t) ** 0.5).add_(1e-8)
+            param.addcdiv_(state["exp_avg"], denominator, value=-1e-3)  # the mistake: no / (1 − β1^t)
     wrong, _ = run(NoBiasCorrection, {}, torch.float64)
     native, _ = run(torch.optim.Adam, {"foreach": False}, torch.float64)
-    assert largest_relative_difference(wrong, native) > 1e-6
+    assert largest_relative_difference(wrong, native) > 1e-3
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
@@ -173,3 +177,43 @@ def test_a_closure_is_evaluated_and_its_loss_returned_as_torch():
         return loss
     assert optimizer.step(closure).item() == 5.0
     assert param.detach().tolist() == pytest.approx([0.8, -1.6])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad"])
+def test_a_refusal_changes_nothing_and_names_the_rule(name):
+    """A sparse gradient or a complex parameter is refused before any parameter is updated."""
+    dense = torch.ones(3, requires_grad=True)
+    dense.grad = torch.ones(3)
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    embedding(torch.tensor([1])).sum().backward()
+    with pytest.raises(RuntimeError, match=f"manual_bp.optim.{name} does not support sparse gradients"):
+        getattr(optim, name)([dense, embedding.weight], lr=0.1).step()
+    assert torch.equal(dense.detach(), torch.ones(3))
+    complex_param = torch.ones(2, dtype=torch.complex64, requires_grad=True)
+    complex_param.grad = torch.ones(2, dtype=torch.complex64)
+    with pytest.raises(TypeError, match=f"manual_bp.optim.{name} updates real parameters.*shape \\(2,\\)"):
+        getattr(optim, name)([dense, complex_param], lr=0.1).step()
+    assert torch.equal(dense.detach(), torch.ones(3))
+
+
+def test_a_tensor_lr_and_capturable_are_refused_naming_what_to_pass():
+    with pytest.raises(TypeError, match=r"lr must be a Python number .* got a Tensor.*pass float\(lr\)"):
+        optim.Adam([torch.zeros(2, requires_grad=True)], lr=torch.tensor(0.01))
+    with pytest.raises(ValueError, match=r"capturable=True is a mode of torch.optim.RMSprop"):
+        optim.RMSprop([torch.zeros(2, requires_grad=True)], capturable=True)
+
+
+def test_a_fused_torch_state_or_an_older_one_loads_into_the_manual_rule():
+    params = [torch.zeros(2, requires_grad=True)]
+    params[0].grad = torch.ones(2)
+    fused = torch.optim.Adam(params, fused=True)
+    fused.step()
+    manual = optim.Adam(params)
+    manual.load_state_dict(fused.state_dict())
+    assert manual.param_groups[0]["fused"] is None and manual.param_groups[0]["capturable"] is False
+    older = fused.state_dict()
+    for key in ("decoupled_weight_decay", "maximize", "foreach"):  # keys an older torch did not write
+        del older["param_groups"][0][key]
+    manual.load_state_dict(older)
+    manual.step()
+    assert manual.param_groups[0]["maximize"] is False and manual.state[params[0]]["step"].item() == 2

@@ -85,8 +85,7 @@ class CrossEntropyLossFunction(Function):
         if ctx.needs_input_grad[0]:
             dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
             counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
-            # NOTE: divided by Σ w_{y_i} as it is, as torch: every class weight 0 gives a NaN gradient in both (every
-            # target ignored gives 0, since the ignored terms are masked after the division)
+            # NOTE: divided by Σ w_{y_i} as it is, as in nll_loss.py (every weight 0: NaN; every target ignored: 0)
             count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
             scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
             probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
