@@ -24,5 +24,6 @@ def test_the_notebook_runs_and_its_saved_outputs_are_current():
     assert len(differences) == 4 and max(differences) < 1e-12
     accuracy = float(re.findall(r"validation accuracy ([\d.]+)%", text)[-1])
     assert accuracy > 80  # 2 epochs on 2,500 digits; chance is 10%
-    images = [output for cell in fresh.cells for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+    images = [output for cell in fresh.cells for output in cell.get("outputs", [])
+              if "image/png" in output.get("data", {})]
     assert len(images) == 1
