@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from lecture.common import report
 from manual_bp import optim
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "optimiser_paths.png"
@@ -129,12 +130,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="PNG path of the figure")
     args = parser.parse_args(argv)
     paths = all_paths()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure(paths).savefig(out)
-    for line in verdicts(paths):
-        print(line)
-    print(f"figure: {out}")
+    report(figure(paths), args.out, verdicts(paths))
     return paths
 
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 import manual_bp.functional as MF
+from lecture.common import report
 from manual_bp import optim
 from models.data import MNISTDataModule
 from models.mlp import build_mlp
@@ -116,12 +117,7 @@ def main(argv=None):
     for rule in RULES:
         with SummaryWriter(str(Path(args.logdir) / rule.replace(" ", "_"))) as writer:
             results[rule] = train(rule, data, args.epochs, writer)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure(results).savefig(out)
-    for line in verdicts(results):
-        print(line)
-    print(f"figure: {out}; TensorBoard: tensorboard --logdir {args.logdir}")
+    report(figure(results), args.out, verdicts(results), f"; TensorBoard: tensorboard --logdir {args.logdir}")
     return results
 
 
