@@ -143,7 +143,7 @@ class MNISTClassifier(pl.LightningModule):
         steps = self.trainer.estimated_stepping_batches
         if hp.lr_schedule == "onecycle":
             # NOTE: the learning rate alone follows the cycle (not Adam's beta1 / SGD's momentum): the set-up the
-            # README's figures were measured with
+            # figures in docs/benchmarks.md were measured with
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps,
                                                             cycle_momentum=False)
         else:

@@ -196,7 +196,7 @@ def test_softmax_family_over_an_empty_dimension_is_empty_as_torch():
 
 
 def test_relu_at_nan_is_nan_with_gradient_zero_where_torch_passes_the_upstream_gradient():
-    """A documented difference (README, numerical notes): ∂L/∂Z = ∂L/∂A ⊙ sign(A), and sign(NaN) is 0."""
+    """A documented difference (docs/numerical-notes.md): ∂L/∂Z = ∂L/∂A ⊙ sign(A), and sign(NaN) is 0."""
     z = torch.tensor([float("nan"), -1.0, 2.0], requires_grad=True)
     output = MF.relu(z)
     output.backward(torch.full((3,), 3.0))

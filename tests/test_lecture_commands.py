@@ -1,4 +1,4 @@
-"""Every lecture module a README row names with `python -m lecture.<name>` prints what it shows, as a user sees it."""
+"""Every lecture module a docs/lecture.md row names with `python -m lecture.<name>` prints what it shows, as a user sees it."""
 import re
 import subprocess
 import sys

@@ -10,8 +10,15 @@ BLOCKS = [(page, number, code) for page in PAGES
           for number, code in enumerate(re.findall(r"^```python\n(.*?)^```", page.read_text(), re.MULTILINE | re.DOTALL))]
 
 
-def test_the_readme_has_python_blocks():
-    assert sum(page.name == "README.md" for page, _, _ in BLOCKS) >= 2
+def test_the_readme_and_the_docs_have_python_blocks():
+    assert sum(page.name == "README.md" for page, _, _ in BLOCKS) >= 1 and len(BLOCKS) >= 3
+
+
+def test_every_link_to_a_file_of_the_project_leads_to_one():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#]+?)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
 @pytest.mark.parametrize("page,number,code", BLOCKS, ids=[f"{page.name}-block{number}" for page, number, _ in BLOCKS])
