@@ -1,6 +1,7 @@
-"""Fixtures only: the slice of MNIST shipped in tests/data, the full set where present, a fixed seed; the hypothesis
-profile of CI. Helpers the tests import live in tests/helpers.py."""
+"""Fixtures only: the slice of MNIST shipped in tests/data, the full set where present, a fixed seed, small tmpfs
+disks; the hypothesis profile of CI. Helpers the tests import live in tests/helpers.py."""
 import os
+import subprocess
 
 import pytest
 import torch
@@ -35,3 +36,23 @@ def mnist_slice():
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a folder on a new tmpfs of that size (skips where this process may not mount one)."""
+    mounted = []
+
+    def mount(name, size):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here to fill a disk for real: {done.stderr.strip() or done.returncode}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

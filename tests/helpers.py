@@ -1,7 +1,11 @@
 """Helpers the tests share: IDX files and slices of MNIST, a quiet Trainer, one `fit` of the MNIST module, the
-train.py arguments of a small real run, and a callback that records each step's loss."""
+train.py arguments of a small real run, a callback that records each step's loss, and one that interrupts a run at a
+step the test chooses."""
 import gzip
+import json
 import os
+import signal as signals
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -64,3 +68,37 @@ class StepLosses(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(outputs["loss"].item())
+
+
+class AtStep(pl.Callback):
+    """Test-only, given to train.py with `at_step(...)`: at the end of training step `step` (rank 0), write `marker`
+    (this process's id), then send `signal` to this process (SIGINT, SIGTERM, SIGKILL), or to its whole process group
+    with `group`, or with signal "wait" wait until the file `proceed` exists. A run that finds `marker` written
+    already (its resume, with the run's own config.yaml) does nothing.
+
+    NOTE: so a test interrupts a run exactly where it means to, whatever the machine's speed or load, instead of
+    sending a signal "soon" and hoping the run is mid-training.
+    """
+
+    def __init__(self, step: int, marker: str, signal: str = "SIGTERM", group: bool = False, proceed: str = ""):
+        self.step, self.marker, self.signal, self.group, self.proceed = step, Path(marker), signal, group, proceed
+        self.armed = not self.marker.exists()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not (self.armed and trainer.global_step == self.step and trainer.is_global_zero):
+            return
+        self.armed = False
+        self.marker.write_text(str(os.getpid()))
+        if self.signal == "wait":
+            while not Path(self.proceed).exists():
+                time.sleep(0.01)
+        elif self.group:
+            os.killpg(os.getpgrp(), getattr(signals, self.signal))
+        else:
+            os.kill(os.getpid(), getattr(signals, self.signal))
+
+
+def at_step(step, marker, signal="SIGTERM", group=False, proceed=""):
+    """train.py arguments that add AtStep(step, marker, ...) to a run's callbacks."""
+    init_args = {"step": step, "marker": str(marker), "signal": signal, "group": group, "proceed": str(proceed)}
+    return ["--trainer.callbacks+=" + json.dumps({"class_path": "tests.helpers.AtStep", "init_args": init_args})]
