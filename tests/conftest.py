@@ -3,18 +3,39 @@ disks; the hypothesis profile of CI. Helpers the tests import live in tests/help
 import os
 import subprocess
 
-import pytest
-import torch
+# NOTE: one intra-op thread in the tests and in the runs they start (set before torch is imported): their tensors
+# are small, and two OpenMP threads per process on a busy 2-core machine (or beside a second pytest-xdist worker)
+# wait on each other, up to 15x slower (the lecture's 500-step example: 0.2 s with one thread, 3.3 s with two,
+# 36 s under load); results also no longer depend on the machine's number of cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hypothesis import settings
 
 from models.idx import IDX_FILES
 from tests.helpers import MNIST_DIR, SLICE_DIR
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # NOTE: under CI (CI=true) hypothesis draws the same examples every run, so a landing never depends on a lucky draw;
 # elsewhere each run explores new ones (and keeps what it finds in .hypothesis/)
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+# NOTE: tests of the slow group (README, Set up) in files whose tests are otherwise quick; the fault, signal and DDP
+# trials mark themselves with @pytest.mark.slow
+SLOW = {
+    "tests/test_check_cli.py::test_check_prints_every_op_and_passes_on_cpu": "the whole check table, as a user runs it",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.split("[")[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ def all_files(folder):
     return {path: path.read_bytes() for path in Path(folder).rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_leaves_only_complete_checkpoints(mnist_slice, tmpfs):
     # the run folder on a 500 kB disk: last.ckpt (320 kB) of step 2 fits, its successor of step 4 does not; $TMPDIR
     # on another, tiny filesystem (where Lightning's own writer would stage every checkpoint)
@@ -53,6 +54,7 @@ print("saved", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_whole(tmp_path):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "global_step": 1}, path)
@@ -69,6 +71,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_whole(tmp_
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+@pytest.mark.slow
 def test_two_writers_of_one_checkpoint_name_never_share_a_temporary_file(tmp_path):
     """One process paused between writing its temporary file and renaming it, another saves the same name meanwhile:
     both saves complete (each renames its own file), the later rename wins, nothing is left behind."""
@@ -148,6 +151,7 @@ def test_resuming_a_finished_one_cycle_run_with_more_epochs_is_refused(mnist_sli
     assert all_files(run_copy.parent) == before
 
 
+@pytest.mark.slow
 def test_kill_9_before_the_first_checkpoint_then_resume_says_start_again(mnist_slice, tmp_path):
     # killed at its first step: set up, config.yaml written, no checkpoint yet (the first comes after epoch 0)
     args = cli_args(mnist_slice, tmp_path, *at_step(1, tmp_path / "killed", "SIGKILL"), name="run")

@@ -101,6 +101,7 @@ def assert_same_result(resumed, uninterrupted):
     assert resumed[1:] == uninterrupted[1:]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mnist_slice, tmp_path, uninterrupted):
     returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, "SIGKILL")
     assert returncode == -signal.SIGKILL
@@ -108,6 +109,7 @@ def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mn
     assert_same_result(result, uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_run_folder_moved_elsewhere_resumes_where_it_is_now(mnist_slice, tmp_path, uninterrupted):
     """Killed, its save_dir moved, resumed from there: it continues in the moved folder (the old save_dir is not
     made again) with its best-model bookkeeping, so it ends exactly as the uninterrupted run."""
@@ -116,6 +118,7 @@ def test_a_run_folder_moved_elsewhere_resumes_where_it_is_now(mnist_slice, tmp_p
     assert_same_result(result, uninterrupted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("send_signal,status", [("SIGINT", 1), ("SIGTERM", 143)], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted,
                                                                      send_signal, status):
@@ -139,6 +142,7 @@ def live_processes(group):
     return alive
 
 
+@pytest.mark.slow
 def test_under_ddp_sigterm_to_rank_0_or_ctrl_c_to_all_stops_every_rank_with_a_resumable_checkpoint(mnist_slice,
                                                                                                   tmp_path):
     args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "512", "--data.batch_size", "32",
@@ -186,6 +190,7 @@ class SigtermInTheLastValidation(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_sigterm_after_the_training_steps_exits_143_not_0(mnist_slice, tmp_path):
     for callback, message in (
         ("SigtermInTheLastValidation", "training had ended (step 10), not the test; resume with:"),
