@@ -21,25 +21,33 @@ configs/mnist.yaml is read first, then any --config on top. Any LightningModule 
 in a config (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml)
 run.
 """
+import errno
 import logging
+import shlex
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from cli.errors import concise
-from cli.resume import LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, resume_checkpoint
+from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
+                        resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
-from models.checkpoints import CheckpointWriteError
+from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochSummary
 from models.idx import DataFileError, DataNotFoundError
-from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite
+from models.reliability import (GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite,
+                                resume_checkpoint_path)
+from models.run_folder import RunFolderError, lock_run_folder, release_run_folders
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -72,6 +80,8 @@ class ManualBPCLI(LightningCLI):
     settings it was trained with) and continues in the checkpoint's own run folder when it lies in one.
     """
 
+    running = None  # the instance whose classes were made last: cli_main names its folder when a disk is full
+
     def __init__(self, *args, run=True, **kwargs):
         self.fit_then_test = not run
         self.resumed_logger = None  # the logger's init_args when a fit continues in its checkpoint's run folder
@@ -90,6 +100,7 @@ class ManualBPCLI(LightningCLI):
         # every checkpoint written beside its final name, fsynced, then renamed onto it: never a torn file
         parser.set_defaults({"trainer.plugins": [{"class_path": "models.checkpoints.AtomicCheckpointIO"}]})
         parser.add_lightning_class_args(RandomState, "random_state")
+        parser.add_lightning_class_args(FollowMovedRunFolder, "moved_run_folder")
         parser.add_lightning_class_args(GracefulInterrupt, "graceful_interrupt")
         parser.set_defaults({"graceful_interrupt.resume_command": RESUME_COMMAND})
         parser.add_lightning_class_args(StopOnNonFinite, "stop_on_non_finite")
@@ -118,29 +129,44 @@ class ManualBPCLI(LightningCLI):
         # model settings given with the checkpoint's
         config, fitting = self.run_config()
         path = config.get("ckpt_path")
+        if path == "hpc" or path is None:
+            path = hpc_checkpoint(config, path)
         if path and path not in LIGHTNING_CKPT_NAMES:
             checkpoint = resume_checkpoint(path)
             if fitting:
                 check_same_settings(checkpoint, config, path)
 
     def before_instantiate_classes(self):
-        """A fit from <save_dir>/<name>/version_N/checkpoints/*.ckpt continues in version_N: its TensorBoard curves,
-        config and checkpoints stay in one folder, and ModelCheckpoint restores its best-model bookkeeping (which
-        Lightning does only in the same folder), so the final test uses the same best checkpoint as without a stop."""
+        """A fit from a checkpoint in a run folder (<dir>/<name>/version_N/checkpoints/*.ckpt beside its config.yaml)
+        continues in that folder, wherever it lies now (moved or copied since it was written): its TensorBoard curves,
+        config and checkpoints stay in one folder, and ModelCheckpoint restores its best-model bookkeeping, so the
+        final test uses the same best checkpoint as without a stop. The folder is locked first: a resume started while
+        the run still writes in it is refused (models/run_folder.py)."""
         config, fitting = self.run_config()
         path, logger = config.get("ckpt_path"), config.trainer.get("logger")
         args = getattr(logger, "init_args", None)
         if not fitting or not path or path in LIGHTNING_CKPT_NAMES or args is None or args.get("version") is not None:
             return
-        run_dir = Path(path).resolve().parents[1]
+        checkpoint = Path(path).resolve()
+        run_dir = checkpoint.parents[1]
+        if checkpoint.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+            return  # not in a run folder: a new run in save_dir
+        if rank_zero_only.rank == 0:  # NOTE: under DDP rank 0 writes the files, and holds the folder
+            lock_run_folder(run_dir)
         if args.get("save_dir") is None or run_dir.parent != (Path(args.save_dir) / str(args.name)).resolve():
-            return
+            args.save_dir, args.name = str(run_dir.parents[1]), run_dir.parent.name  # moved: where it is now
         args.version = run_dir.name  # a string version is the folder name itself
         self.resumed_logger = args
         self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}  # that run's config.yaml
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
     def after_instantiate_classes(self):
+        ManualBPCLI.running = self
+        environment = self.trainer._accelerator_connector.cluster_environment  # NOTE: what Lightning's signals read
+        if isinstance(environment, SLURMEnvironment):
+            # NOTE: SIGTERM is this project's (GracefulInterrupt, then --ckpt_path); Lightning's requeue on SIGUSR1
+            # would write hpc_ckpt_N.ckpt files that a later run loads unchecked
+            environment.auto_requeue = False
         if self.resumed_logger is not None:
             # NOTE: the run's config.yaml keeps saying how the run starts (no version, no ckpt_path), so `--config`
             # with it alone still starts a new run; the objects were made from the values above
@@ -164,9 +190,35 @@ class ManualBPCLI(LightningCLI):
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
 
 
+def no_space_message(error, trainer):
+    """A full disk outside the checkpoints (TensorBoard's events, ...): what failed, and how to resume from the last
+    checkpoint written."""
+    logger = trainer.logger if trainer is not None else None  # NOTE: not trainer.log_dir, a collective under DDP
+    folder = Path(logger.log_dir) if logger is not None and logger.log_dir else None
+    what = error.filename or (f"TensorBoard's events in {folder}" if folder else "the run's files")
+    last = resume_checkpoint_path(trainer) if trainer is not None else None
+    if last is not None and last.is_file() and folder is not None:
+        command = RESUME_COMMAND.format(config=shlex.quote(str(folder / "config.yaml")),
+                                        checkpoint=shlex.quote(str(last)))
+        advice = f"free some space, then resume from the last checkpoint with:\n  {command}"
+    else:
+        advice = "free some space, then start the run again (no checkpoint had been written)"
+    return f"error: no space left on the device to write {what}; {advice}"
+
+
+def quiet_writer_threads(hook_args):
+    """threading.excepthook: a TensorBoard writer thread's full disk is reported by the main thread (cli_main);
+    anything else as usual."""
+    if isinstance(hook_args.exc_value, OSError) and hook_args.exc_value.errno in (errno.ENOSPC, errno.EDQUOT):
+        return
+    threading.__excepthook__(hook_args)
+
+
 def cli_main(args=None):
     """`args` instead of the command line (tests); a first argument fit|validate|test|predict runs that subcommand."""
     argv = sys.argv[1:] if args is None else args
+    threading.excepthook = quiet_writer_threads
+    ManualBPCLI.running = None
     subcommand = bool(argv) and argv[0] in SUBCOMMANDS
     # NOTE: allow_abbrev=False: a misspelt --trainer.max_epoch is an error, not a silent prefix of max_epochs
     defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "allow_abbrev": False, "description": HELP,
@@ -177,7 +229,7 @@ def cli_main(args=None):
                           parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
         if not subcommand:
             cli.fit_and_test()
-    except ResumeError as error:
+    except (ResumeError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except (NonFiniteLossError, CheckpointWriteError, DataFileError) as error:
@@ -186,9 +238,16 @@ def cli_main(args=None):
     except DataNotFoundError as error:
         print(f"error: {error}\n(give the folder with --data.data_dir)", file=sys.stderr)
         sys.exit(1)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(no_space_message(error, getattr(ManualBPCLI.running, "trainer", None)), file=sys.stderr)
+        sys.exit(1)
     except SIGTERMException:  # Lightning's own SIGTERM handling (outside the training steps) exits with status 0
         print("error: stopped by SIGTERM outside the training steps (nothing more was saved)", file=sys.stderr)
         sys.exit(143)
+    finally:
+        release_run_folders()
     return cli
 
 

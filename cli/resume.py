@@ -1,7 +1,12 @@
 """What train.py checks before a fit resumes from --ckpt_path: the file (present, readable), and that the model, data
 and schedule settings are the ones it was trained with. Each problem is one ResumeError line (train.py: exit 2).
 """
+import os
+import re
+import shlex
 from pathlib import Path
+
+from lightning_fabric.plugins.environments import SLURMEnvironment
 
 from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
 
@@ -28,7 +33,7 @@ def resume_checkpoint(path):
                       "start it again without --ckpt_path")
         else:
             advice = (f"the newest good checkpoint in {path.parent} is {newest[0].name} (step {newest[1]}): "
-                      f"resume with --ckpt_path {newest[0]}")
+                      f"resume with --ckpt_path {shlex.quote(str(newest[0]))}")
         raise ResumeError(f"{problem}; {advice}") from None
 
 
@@ -72,3 +77,26 @@ def trainer_limits(trainer_config):
 def plain(value):
     """Tuples as lists (YAML and checkpoints hold lists), so that equal settings compare equal."""
     return [plain(item) for item in value] if isinstance(value, (list, tuple)) else value
+
+
+def hpc_checkpoint(config, path):
+    """The checkpoint Lightning would load by itself for `--ckpt_path hpc`, or under SLURM without a --ckpt_path: the
+    hpc_ckpt_N.ckpt of largest N in trainer.default_root_dir. For "hpc" its path (checked like any --ckpt_path); a
+    ResumeError when there is none, or when one is found without a --ckpt_path: it may be any run's, and Lightning
+    would load it without this project's checks. None (path) when there is nothing to do."""
+    folder = Path(os.path.expanduser(config.trainer.get("default_root_dir") or os.getcwd()))
+    if path is None and not SLURMEnvironment.detect():
+        return None
+    found = [(int(re.sub("[^0-9]", "", file.name[len("hpc_ckpt_"):]) or 0), file)
+             for file in folder.glob("hpc_ckpt_*.ckpt")] if folder.is_dir() else []
+    if path == "hpc":
+        if not found:
+            raise ResumeError(f"--ckpt_path hpc: no hpc_ckpt_<n>.ckpt in {folder} (trainer.default_root_dir)")
+        config.ckpt_path = str(max(found)[1])
+        return config.ckpt_path
+    if found:
+        file = max(found)[1]
+        raise ResumeError(f"{file}: under SLURM Lightning would resume from this file unasked (it lies in "
+                          f"trainer.default_root_dir) and without this project's checks; to resume from it give "
+                          f"--ckpt_path {shlex.quote(str(file))}, else move it out of {folder}")
+    return None

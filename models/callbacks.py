@@ -9,6 +9,8 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
+from pathlib import Path
+
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import grad_norm, rank_zero_only
@@ -18,6 +20,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 import manual_bp.nn as mnn
 from models.layer_stats import ActivationRecorder, weight_gradient_stds
 from models.mlp import build_mlp, classification_loss
+from models.run_folder import claim_version, lock_run_folder
 
 
 def metric_tag(metric, stage):
@@ -27,10 +30,35 @@ def metric_tag(metric, stage):
 
 class EpochlessTensorBoardLogger(TensorBoardLogger):
     """Lightning's TensorBoardLogger without the `epoch` scalar it adds to every logged step (the x axis is the
-    step; `epoch` would be the first card of the Time Series tab)."""
+    step; `epoch` would be the first card of the Time Series tab), whose run folder is one process's alone: a new
+    run's version_<n> is claimed atomically and the folder locked by rank 0 (models/run_folder.py)."""
+
+    @property
+    def version(self):
+        if rank_zero_only.rank != 0 or "://" in str(self.root_dir):  # other ranks write no files
+            return super().version
+        if self._version is None:
+            self._version = claim_version(self.root_dir)
+        if not getattr(self, "_locked", False):
+            folder = self._version if isinstance(self._version, str) else f"version_{self._version}"
+            lock_run_folder(Path(self.root_dir) / folder)
+            self._locked = True
+        return self._version
+
+    def finalize(self, status):
+        try:
+            super().finalize(status)
+        except OSError:  # NOTE: e.g. the disk full: the run is failing already and that error is the one to report
+            if status != "failed":
+                raise
 
     def log_metrics(self, metrics, step=None):
-        super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
+        try:
+            super().log_metrics({key: value for key, value in metrics.items() if key != "epoch"}, step)
+        except ValueError as error:  # NOTE: Lightning reports any failed write as "you tried to log ... not supported"
+            if isinstance(error.__cause__, OSError):  # e.g. the disk full: say that
+                raise error.__cause__ from None
+            raise
 
 
 def tensorboard(trainer):

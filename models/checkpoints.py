@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
@@ -27,8 +28,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Whatever stops the write (a full disk, `kill -9`, a power cut), the name holds the previous complete checkpoint
     or the new one. A full disk raises `CheckpointWriteError` naming the folder and the bytes needed, after removing
-    the temporary file. NOTE: the temporary file is `.<name>.tmp`, one per checkpoint name (only rank 0 writes), so
-    the one a `kill -9` leaves behind is overwritten by the next save of that name instead of piling up.
+    the temporary file. NOTE: the temporary file is `.<name>.<pid>.tmp`: two processes writing the same name never
+    share one (each renames its own); after a save, those of that name whose writer has died (a `kill -9` mid-write)
+    are removed, so they do not pile up.
     Remote paths (`s3://...`) go to Lightning's own writer.
     """
 
@@ -42,7 +44,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         data = buffer.getbuffer()
-        temporary = path.with_name(f".{path.name}.tmp")  # NOTE: the same folder, so the rename stays one filesystem
+        # NOTE: the same folder, so the rename stays within one filesystem
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(temporary, "wb") as file:
                 file.write(data)
@@ -58,6 +61,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     f"{free:,} are free") from error
             raise
         sync_folder(path.parent)
+        remove_orphans(path)
+
+
+def remove_orphans(path):
+    """Remove the temporary files of checkpoint `path` (.<name>.<pid>.tmp) whose writing process no longer runs."""
+    for temporary in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = temporary.name[len(path.name) + 2: -len(".tmp")]
+        if pid.isdigit() and not process_runs(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def sync_folder(folder):
@@ -106,3 +128,27 @@ def newest_good_checkpoint(folder, skip=None):
         if newest is None or key > newest[0]:
             newest = (key, candidate)
     return None if newest is None else (newest[1], newest[0][0])
+
+
+class FollowMovedRunFolder(pl.Callback):
+    """A run folder moved (or copied) since its checkpoint was written, and resumed where it is now: ModelCheckpoint's
+    bookkeeping (best score, best and last paths) names the folder it was written in, and Lightning would drop it
+    (the folder differs) and keep a best path into the old place. Before it is restored, the paths of the checkpoint
+    being loaded are rewritten into the folder it is loaded from, so the resumed run keeps its best checkpoint."""
+
+    KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        loaded_from = Path(trainer.ckpt_path).resolve().parent if trainer.ckpt_path else None
+        for callback in trainer.checkpoint_callbacks:
+            state = checkpoint.get("callbacks", {}).get(callback.state_key)
+            old, new = (state or {}).get("dirpath"), callback.dirpath
+            if not old or not new or old == new or Path(new).resolve() != loaded_from:
+                continue
+
+            def moved(path):
+                return new + path[len(old):] if path and path.startswith(old + os.sep) else path
+
+            state.update({key: moved(state[key]) for key in self.KEYS if key in state}, dirpath=new)
+            if "best_k_models" in state:
+                state["best_k_models"] = {moved(path): score for path, score in state["best_k_models"].items()}

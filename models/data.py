@@ -8,7 +8,8 @@ from typing import Literal, Optional
 import pytorch_lightning as pl
 import torch
 
-from models.idx import DataFileError, DataNotFoundError, download, find_idx_files, missing_message, read_idx
+from models.idx import (IMAGE_SHAPE, DataFileError, DataNotFoundError, download, find_idx_files, missing_message,
+                        read_idx)
 
 NUM_CLASSES = 10  # the digits 0-9; Fashion-MNIST's ten kinds of clothing
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}  # pixel mean, std of the train set
@@ -117,7 +118,7 @@ class MNISTDataModule(pl.LightningDataModule):
         mean, std = NORMALIZATION[self.hparams.dataset]
         tensors = {}
         for part in ("train", "test"):
-            images, labels = read_idx(files[f"{part}_images"], 3), read_idx(files[f"{part}_labels"], 1)
+            images, labels = read_idx(files[f"{part}_images"], 3, IMAGE_SHAPE), read_idx(files[f"{part}_labels"], 1)
             if len(images) != len(labels):
                 raise DataFileError(f"{files[f'{part}_images']} holds {len(images)} images but "
                                     f"{files[f'{part}_labels']} holds {len(labels)} labels")

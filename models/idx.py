@@ -7,6 +7,7 @@ names the folder and the four files expected.
 import gzip
 import math
 import shutil
+import zlib
 from pathlib import Path
 
 import torch
@@ -19,6 +20,10 @@ IDX_FILES = {
 }
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # images (N, 28, 28), labels (N,): unsigned bytes
+IMAGE_SHAPE = (28, 28)
+# NOTE: far above MNIST's and Fashion-MNIST's largest file (60,000 x 28 x 28 = 47,040,000 bytes), far below what would
+# exhaust a machine's memory: a header declaring more is a corrupt or hostile file
+MAX_IDX_BYTES = 2**28
 
 
 class DataFileError(ValueError):
@@ -38,28 +43,52 @@ def find_idx_files(data_dir, dataset):
     return None
 
 
-def read_idx(path, dims):
-    """An IDX file of unsigned bytes as a uint8 tensor; clear errors for truncated or foreign files."""
+def read_idx(path, dims, item_shape=None):
+    """An IDX file of unsigned bytes as a uint8 tensor of the shape its header declares, with clear errors naming
+    the file: truncated, foreign, empty, items not of `item_shape` (e.g. (28, 28)), or absurdly large.
+
+    NOTE: the header is read first and checked, then exactly the bytes it declares (one more, to find trailing
+    data): a small .gz file whose header declares gigabytes is refused before anything is decompressed.
+    """
     path = Path(path)
+    header_size = 4 * (1 + dims)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as file:
-            data = file.read()
-    except (OSError, EOFError) as error:  # EOFError: a gzip stream cut short
+            header = file.read(header_size)
+            if len(header) < header_size:
+                raise DataFileError(f"{path}: truncated, {len(header)} bytes is shorter than an IDX header "
+                                    f"({header_size} bytes)")
+            shape = idx_shape(path, header, dims, item_shape)
+            size = math.prod(shape)
+            data = file.read(size + 1)
+    except (OSError, EOFError, zlib.error) as error:  # EOFError: a gzip stream cut short
         raise DataFileError(f"{path}: cannot read ({error}); the file is corrupt or truncated") from error
-    header = 4 * (1 + dims)
-    if len(data) < header:
-        raise DataFileError(f"{path}: truncated, {len(data)} bytes is shorter than an IDX header ({header} bytes)")
-    magic = int.from_bytes(data[0:4], "big")
+    if len(data) != size:
+        got = f"got {header_size + len(data)}" if len(data) < size else "it is longer"
+        raise DataFileError(f"{path}: truncated or corrupt, expected {header_size + size} bytes for shape "
+                            f"{tuple(shape)}, {got}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(shape)
+
+
+def idx_shape(path, header, dims, item_shape):
+    """The shape an IDX header declares, checked: the magic number, at least one item, each of item_shape, and at
+    most MAX_IDX_BYTES in all."""
+    magic = int.from_bytes(header[0:4], "big")
     if magic != IDX_MAGIC[dims]:
         raise DataFileError(f"{path}: not an IDX file of {dims}-D unsigned bytes (magic {magic:#010x}, "
                             f"expected {IDX_MAGIC[dims]:#010x})")
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    expected = header + math.prod(shape)
-    if len(data) != expected:
-        raise DataFileError(f"{path}: truncated or corrupt, expected {expected} bytes for shape {tuple(shape)}, "
-                            f"got {len(data)}")
-    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).reshape(shape)
+    shape = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    if shape[0] == 0:
+        raise DataFileError(f"{path}: holds no items (its header declares shape {tuple(shape)})")
+    if item_shape is not None and tuple(shape[1:]) != tuple(item_shape):
+        declared, expected = "x".join(map(str, shape[1:])), "x".join(map(str, item_shape))
+        raise DataFileError(f"{path}: holds images of {declared} pixels, expected {expected} (the MNIST format); "
+                            "convert the images to that size first")
+    if math.prod(shape) > MAX_IDX_BYTES:
+        raise DataFileError(f"{path}: its header declares shape {tuple(shape)}, {math.prod(shape):,} bytes, more "
+                            f"than {MAX_IDX_BYTES:,}: not an MNIST-like file (MNIST's largest holds 47,040,000)")
+    return shape
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -1,5 +1,6 @@
 """Callbacks that keep a run safe: resumable Ctrl-C and SIGTERM, random state in checkpoints, a stop on non-finite
 loss."""
+import shlex
 import signal
 import sys
 import threading
@@ -48,7 +49,8 @@ class GracefulInterrupt(pl.Callback):
 
     Args:
         resume_command: how to resume, printed after saving; "{config}" (the run's config.yaml) and
-            "{checkpoint}" are filled in. The CLI that starts the run says how (train.py sets it).
+            "{checkpoint}" are filled in, quoted for the shell. The CLI that starts the run says how (train.py
+            sets it).
     """
 
     def __init__(self, resume_command: str = "--ckpt_path {checkpoint}"):
@@ -110,7 +112,7 @@ class GracefulInterrupt(pl.Callback):
             trainer.save_checkpoint(path)
         if trainer.is_global_zero:
             config = run_dir / "config.yaml"
-            command = self.resume_command.format(config=config, checkpoint=path)
+            command = self.resume_command.format(config=shlex.quote(str(config)), checkpoint=shlex.quote(str(path)))
             step = trainer.global_step
             done = f"saved {path} at step {step}" if save else f"training had ended (step {step}), not the test"
             print(f"{done}; resume with:\n  {command}", file=sys.stderr)

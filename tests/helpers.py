@@ -1,7 +1,11 @@
 """Helpers the tests share: IDX files and slices of MNIST, a quiet Trainer, one `fit` of the MNIST module, the
-train.py arguments of a small real run, and a callback that records each step's loss."""
+train.py arguments of a small real run, a callback that records each step's loss, and one that interrupts a run at a
+step the test chooses."""
 import gzip
+import json
 import os
+import signal as signals
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,7 +16,10 @@ from models.idx import IDX_FILES, IDX_MAGIC, read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICE_DIR = ROOT / "tests" / "data" / "mnist_slice"  # shipped: 3,000 training and 1,000 test digits of the real MNIST
-MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
+# the full MNIST for the few tests that need it: MNIST_DIR, else data/mnist, else the copy beside the project (CI's)
+MNIST_DIR = Path(os.environ.get("MNIST_DIR") or next(
+    (folder for folder in (ROOT / "data" / "mnist", ROOT.parent / "shared" / "datasets" / "mnist") if folder.is_dir()),
+    ROOT / "data" / "mnist"))
 
 
 def write_idx(path, tensor, compress=True):
@@ -64,3 +71,37 @@ class StepLosses(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(outputs["loss"].item())
+
+
+class AtStep(pl.Callback):
+    """Test-only, given to train.py with `at_step(...)`: at the end of training step `step` (rank 0), write `marker`
+    (this process's id), then send `signal` to this process (SIGINT, SIGTERM, SIGKILL), or to its whole process group
+    with `group`, or with signal "wait" wait until the file `proceed` exists. A run that finds `marker` written
+    already (its resume, with the run's own config.yaml) does nothing.
+
+    NOTE: so a test interrupts a run exactly where it means to, whatever the machine's speed or load, instead of
+    sending a signal "soon" and hoping the run is mid-training.
+    """
+
+    def __init__(self, step: int, marker: str, signal: str = "SIGTERM", group: bool = False, proceed: str = ""):
+        self.step, self.marker, self.signal, self.group, self.proceed = step, Path(marker), signal, group, proceed
+        self.armed = not self.marker.exists()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not (self.armed and trainer.global_step == self.step and trainer.is_global_zero):
+            return
+        self.armed = False
+        self.marker.write_text(str(os.getpid()))
+        if self.signal == "wait":
+            while not Path(self.proceed).exists():
+                time.sleep(0.01)
+        elif self.group:
+            os.killpg(os.getpgrp(), getattr(signals, self.signal))
+        else:
+            os.kill(os.getpid(), getattr(signals, self.signal))
+
+
+def at_step(step, marker, signal="SIGTERM", group=False, proceed=""):
+    """train.py arguments that add AtStep(step, marker, ...) to a run's callbacks."""
+    init_args = {"step": step, "marker": str(marker), "signal": signal, "group": group, "proceed": str(proceed)}
+    return ["--trainer.callbacks+=" + json.dumps({"class_path": "tests.helpers.AtStep", "init_args": init_args})]

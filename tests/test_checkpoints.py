@@ -4,42 +4,22 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from models.checkpoints import AtomicCheckpointIO
-from tests.helpers import ROOT, cli_args
+from tests.helpers import ROOT, at_step, cli_args
 from train import cli_main
 
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a folder on a new tmpfs of that size (skips where this process may not mount one)."""
-    mounted = []
-
-    def mount(name, size):
-        folder = tmp_path / name
-        folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here to fill a disk for real: {done.stderr.strip() or done.returncode}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def all_files(folder):
     return {path: path.read_bytes() for path in Path(folder).rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_leaves_only_complete_checkpoints(mnist_slice, tmpfs):
     # the run folder on a 500 kB disk: last.ckpt (320 kB) of step 2 fits, its successor of step 4 does not; $TMPDIR
     # on another, tiny filesystem (where Lightning's own writer would stage every checkpoint)
@@ -59,24 +39,28 @@ def test_a_full_disk_ends_the_run_in_one_line_and_leaves_only_complete_checkpoin
 
 
 KILLED_WHILE_WRITING = """
-import os, sys, time, torch
+import os, sys, torch
 from models.checkpoints import AtomicCheckpointIO
 
-def slow_fsync(descriptor):  # the new checkpoint is written, not yet renamed onto its name: kill -9 lands here
+def paused_fsync(descriptor):  # the new checkpoint is written, not yet renamed onto its name: it waits here, once
+    os.fsync = real_fsync
     print("writing", flush=True)
-    time.sleep(60)
+    sys.stdin.readline()  # until the test says go on (or kills it)
+    real_fsync(descriptor)
 
-os.fsync = slow_fsync
+real_fsync, os.fsync = os.fsync, paused_fsync
 AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(1000)}, "global_step": 2}, sys.argv[1])
+print("saved", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_whole(tmp_path):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "global_step": 1}, path)
     before = path.read_bytes()
     writer = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_WRITING, str(path)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline() == "writing\n"
     writer.kill()
     writer.wait(timeout=30)
@@ -84,6 +68,24 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_whole(tmp_
     # the next save of that name reuses the temporary file the kill left behind, and leaves none
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "global_step": 3}, path)
     assert torch.load(path, weights_only=True)["global_step"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.slow
+def test_two_writers_of_one_checkpoint_name_never_share_a_temporary_file(tmp_path):
+    """One process paused between writing its temporary file and renaming it, another saves the same name meanwhile:
+    both saves complete (each renames its own file), the later rename wins, nothing is left behind."""
+    path = tmp_path / "last.ckpt"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_WRITING, str(path)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "global_step": 1}, path)
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+    writer.stdin.write("go on\n")
+    writer.stdin.flush()
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0 and out == "saved\n", err[-2000:]
+    assert torch.load(path, weights_only=True)["global_step"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
@@ -149,15 +151,13 @@ def test_resuming_a_finished_one_cycle_run_with_more_epochs_is_refused(mnist_sli
     assert all_files(run_copy.parent) == before
 
 
+@pytest.mark.slow
 def test_kill_9_before_the_first_checkpoint_then_resume_says_start_again(mnist_slice, tmp_path):
-    args = cli_args(mnist_slice, tmp_path, "--trainer.max_epochs", "50", name="run")
+    # killed at its first step: set up, config.yaml written, no checkpoint yet (the first comes after epoch 0)
+    args = cli_args(mnist_slice, tmp_path, *at_step(1, tmp_path / "killed", "SIGKILL"), name="run")
     run_dir = tmp_path / "run" / "version_0"
-    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    while not (run_dir / "hparams.yaml").is_file() and process.poll() is None:  # set up, config.yaml written
-        time.sleep(0.01)
-    process.kill()
-    process.wait(timeout=30)
+    killed = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, timeout=300)
+    assert killed.returncode == -9 and (tmp_path / "killed").exists()
     assert not list(run_dir.glob("checkpoints/*.ckpt")), "a checkpoint was written before the kill"
     before = all_files(tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.data import MNISTDataModule, TensorBatches, random_shift
-from models.idx import IDX_FILES, DataFileError, read_idx
+from models.idx import IDX_FILES, IDX_MAGIC, DataFileError, read_idx
 from tests.helpers import fit, make_slice, write_idx
 
 
@@ -101,6 +101,44 @@ def test_foreign_file_names_the_file(tmp_path, mnist_slice):
     (folder / f"{IDX_FILES['test_labels']}.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
     with pytest.raises(DataFileError, match=r"t10k-labels-idx1-ubyte.gz: not an IDX file"):
         loaded(folder)
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((0, 28, 28), r"holds no items \(its header declares shape \(0, 28, 28\)\)"),
+    ((3000, 32, 32), r"holds images of 32x32 pixels, expected 28x28 \(the MNIST format\)"),
+    ((3000, 14, 56), r"holds images of 14x56 pixels, expected 28x28"),  # 784 pixels too: not silently reshaped
+    ((3000, 1, 784), r"holds images of 1x784 pixels, expected 28x28"),
+], ids=["0x28x28", "32x32", "14x56", "1x784"])
+def test_images_not_of_28x28_pixels_are_refused_naming_the_file(tmp_path, mnist_slice, shape, message):
+    folder = make_slice(tmp_path / "shape", mnist_slice, 3000, 1000)
+    write_idx(folder / f"{IDX_FILES['train_images']}.gz", torch.zeros(shape, dtype=torch.uint8))
+    with pytest.raises(DataFileError, match=r"/train-images-idx3-ubyte.gz: " + message):
+        loaded(folder)
+
+
+@pytest.mark.parametrize("count,message", [
+    (2**31 - 1, r"its header declares shape \(2147483647, 28, 28\), 1,683,627,179,248 bytes, more than 268,435,456: "
+                r"not an MNIST-like file"),
+    (10, r"truncated or corrupt, expected 7856 bytes for shape \(10, 28, 28\), it is longer"),
+], ids=["header-declares-terabytes", "stream-longer-than-declared"])
+def test_a_gz_file_is_decompressed_no_further_than_its_header_declares(tmp_path, monkeypatch, count, message):
+    # 64 MiB of zeros after the header, 64 kB compressed: what a reader that decompresses first would expand
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(IDX_MAGIC[3].to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (count, 28, 28)))
+        for _ in range(64):
+            file.write(bytes(2**20))
+    decompressed, read = [], gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, *size: record(decompressed, read(self, *size)))
+    with pytest.raises(DataFileError, match=str(path) + ": " + message):
+        read_idx(path, 3)
+    assert sum(decompressed) <= 16 + 10 * 784 + 1
+
+
+def record(sizes, data):
+    """data, its length appended to sizes."""
+    sizes.append(len(data))
+    return data
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

@@ -2,9 +2,12 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.helpers import ROOT, cli_args
+
+pytestmark = pytest.mark.slow  # two processes and one, each started afresh
 
 
 

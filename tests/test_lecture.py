@@ -132,8 +132,14 @@ def test_neuron_by_neuron_equals_the_design_matrix_form_and_manual_linear():
 # 7. The lecture's PyTorch example
 
 
-def test_two_layer_example_native_and_manual_losses_agree_and_fall_by_orders_of_magnitude():
-    native, manual = two_layer_net.train("native"), two_layer_net.train("manual")
+@pytest.fixture(scope="module")
+def two_layer_losses():
+    """The example's 500 float32 steps with native ops and with manual_bp, trained once for the two tests below."""
+    return {backend: two_layer_net.train(backend) for backend in ("native", "manual")}
+
+
+def test_two_layer_example_native_and_manual_losses_agree_and_fall_by_orders_of_magnitude(two_layer_losses):
+    native, manual = two_layer_losses["native"], two_layer_losses["manual"]
     assert len(native) == len(manual) == 500
     # float32: equal to 1e-4 relative while the loss is large; the last steps are float32 rounding noise on a
     # loss near 1e-5, so the whole trajectory is held to 2e-2 relative
@@ -190,7 +196,8 @@ def test_the_xor_run_ends_with_its_truth_table(tmp_path, capsys):
     assert "4 of 4 rows right" in out
 
 
-def test_the_two_layer_net_ends_with_its_verdict(capsys):
+def test_the_two_layer_net_ends_with_its_verdict(capsys, monkeypatch, two_layer_losses):
+    monkeypatch.setattr(two_layer_net, "train", lambda backend: two_layer_losses[backend])  # the runs above
     two_layer_net.main()
     verdict = re.search(r"manual = native to (\S+) \(relative, first 100 steps\) and (\S+) \(all 500 steps",
                         capsys.readouterr().out)

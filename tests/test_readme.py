@@ -25,3 +25,12 @@ def test_every_link_to_a_file_of_the_project_leads_to_one():
 def test_python_block_runs(page, number, code, monkeypatch):
     monkeypatch.chdir(ROOT)
     exec(compile(code, str(page), "exec"), {"__name__": "__readme__"})
+
+
+def test_ci_runs_the_test_commands_of_the_set_up_section():
+    """.ci/run calls exactly the pytest commands README's "Set up" gives a newcomer, and fails if any group fails."""
+    set_up = re.search(r"^## Set up\n\n```bash\n(.*?)^```", (ROOT / "README.md").read_text(), re.MULTILINE | re.DOTALL).group(1)
+    commands = [line.split("#")[0].strip() for line in set_up.splitlines() if "pytest" in line.split("#")[0]]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands and [line.strip().removeprefix("run_group ") for line in ci.splitlines()
+                         if line.strip().startswith("run_group python")] == commands

@@ -1,6 +1,8 @@
 """Nothing lost when training is interrupted; deterministic runs; a diverging run stops with a clear message."""
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,13 +13,14 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.helpers import ROOT, cli_args
+from tests.helpers import ROOT, at_step, cli_args
 from train import cli_main
 
 STEPS_PER_EPOCH = 40  # 2,500 training digits of the slice in batches of 64
-EPOCHS = 10  # NOTE: long enough that the signal always lands mid-training (a step of this net takes ~1 ms)
-INTERRUPT_AFTER = 45  # steps: past the validation of epoch 0, the best epoch of run_args
-SAVE_EVERY = 8  # steps; NOTE: a divisor of all 400, so that last.ckpt holds the final weights (tested)
+EPOCHS = 3
+INTERRUPT_AT = 45  # the step each interruption is sent at: past the validation of epoch 0, the best epoch of run_args
+SAVE_EVERY = 8  # steps; NOTE: a divisor of all 120, so that last.ckpt holds the final weights (tested)
+BASH_PATH = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def run_args(mnist_slice, save_dir, name):
@@ -46,7 +49,7 @@ def final_results(run_dir, output):
     assert last["global_step"] == EPOCHS * STEPS_PER_EPOCH
     weights = last["state_dict"]
     metrics = dict(re.findall(r"^\s*(test/\w+)\s+([-\d.e]+)\s*$", output, re.MULTILINE))
-    tested = re.search(r"test accuracy: [\d.]+%  \((\S+)\)", output).group(1)
+    tested = re.search(r"test accuracy: [\d.]+%  \((.+)\)$", output, re.MULTILINE).group(1)
     return weights, metrics, tested
 
 
@@ -61,24 +64,35 @@ def uninterrupted(mnist_slice, tmp_path_factory):
     return weights, metrics, Path(tested).relative_to(save_dir)
 
 
-def interrupt_then_resume(mnist_slice, tmp_path, send_signal):
-    """Start a run, signal it once its resume checkpoint is past INTERRUPT_AFTER, then resume it as documented."""
-    process = subprocess.Popen([sys.executable, "train.py", *run_args(mnist_slice, tmp_path, "run")], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while checkpoint_step(last) < INTERRUPT_AFTER and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(send_signal)
-    _, stderr = process.communicate(timeout=120)
+def resume_command(stderr, last):
+    """The resume command the run printed (the line after "resume with:"); for a kill, README's."""
+    printed = re.search(r"resume with:\n  (.+)", stderr)
+    if printed:
+        return printed.group(1)
+    return f"python train.py --config {shlex.quote(str(last.parents[1] / 'config.yaml'))} --ckpt_path " \
+           f"{shlex.quote(str(last))}"
+
+
+def interrupt_then_resume(mnist_slice, tmp_path, send_signal, move=False):
+    """A run that its own AtStep sends `send_signal` at step INTERRUPT_AT, resumed by its printed command pasted into
+    bash (the folder has a space in it), with move after moving its whole save_dir elsewhere."""
+    save_dir, marker = tmp_path / "my runs", tmp_path / "interrupted"
+    stopped = subprocess.run([sys.executable, "train.py", *run_args(mnist_slice, save_dir, "run"),
+                              *at_step(INTERRUPT_AT, marker, send_signal)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    last = save_dir / "run" / "version_0" / "checkpoints" / "last.ckpt"
     step = checkpoint_step(last)
-    assert INTERRUPT_AFTER <= step < EPOCHS * STEPS_PER_EPOCH, f"not interrupted mid-training (step {step})\n{stderr}"
-    resumed = subprocess.run([sys.executable, "train.py", "--config", str(last.parents[1] / "config.yaml"),
-                              "--ckpt_path", str(last)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert marker.exists() and step < EPOCHS * STEPS_PER_EPOCH, f"not interrupted (step {step})\n{stopped.stderr}"
+    command = resume_command(stopped.stderr, last)
+    if move:
+        save_dir = shutil.move(save_dir, tmp_path / "moved runs")
+        command = command.replace(str(tmp_path / "my runs"), str(save_dir))
+    resumed = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env=BASH_PATH)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [path.name for path in (tmp_path / "run").iterdir()] == ["version_0"]  # continued in its own folder
-    weights, metrics, tested = final_results(last.parents[1], resumed.stdout)
-    return process.returncode, stderr, step, (weights, metrics, Path(tested).relative_to(tmp_path))
+    assert [path.name for path in (save_dir / "run").iterdir()] == ["version_0"]  # continued in its own folder
+    weights, metrics, tested = final_results(save_dir / "run" / "version_0", resumed.stdout)
+    return stopped.returncode, stopped.stderr, step, (weights, metrics, Path(tested).relative_to(save_dir))
 
 
 def assert_same_result(resumed, uninterrupted):
@@ -87,19 +101,31 @@ def assert_same_result(resumed, uninterrupted):
     assert resumed[1:] == uninterrupted[1:]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_exactly_the_uninterrupted_result(mnist_slice, tmp_path, uninterrupted):
-    returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, signal.SIGKILL)
+    returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, "SIGKILL")
     assert returncode == -signal.SIGKILL
-    print(f"killed, resumed from step {step} (epoch {step // STEPS_PER_EPOCH}, batch {step % STEPS_PER_EPOCH})")
+    assert step == INTERRUPT_AT // SAVE_EVERY * SAVE_EVERY  # the last step-wise checkpoint before the kill
     assert_same_result(result, uninterrupted)
 
 
-@pytest.mark.parametrize("send_signal,status", [(signal.SIGINT, 1), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.slow
+def test_a_run_folder_moved_elsewhere_resumes_where_it_is_now(mnist_slice, tmp_path, uninterrupted):
+    """Killed, its save_dir moved, resumed from there: it continues in the moved folder (the old save_dir is not
+    made again) with its best-model bookkeeping, so it ends exactly as the uninterrupted run."""
+    returncode, _, step, result = interrupt_then_resume(mnist_slice, tmp_path, "SIGKILL", move=True)
+    assert returncode == -signal.SIGKILL and not (tmp_path / "my runs").exists()
+    assert_same_result(result, uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("send_signal,status", [("SIGINT", 1), ("SIGTERM", 143)], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_cleanly_with_a_resumable_checkpoint(mnist_slice, tmp_path, uninterrupted,
                                                                      send_signal, status):
     returncode, stderr, step, result = interrupt_then_resume(mnist_slice, tmp_path, send_signal)
     assert returncode == status and "Traceback" not in stderr
-    assert f"saved {tmp_path}/run/version_0/checkpoints/last.ckpt at step {step}; resume with:" in stderr
+    assert step in (INTERRUPT_AT, INTERRUPT_AT + 1), step  # after the batch it came in (or the next)
+    assert f"saved {tmp_path}/my runs/run/version_0/checkpoints/last.ckpt at step {step}; resume with:" in stderr
     assert_same_result(result, uninterrupted)
 
 
@@ -116,6 +142,7 @@ def live_processes(group):
     return alive
 
 
+@pytest.mark.slow
 def test_under_ddp_sigterm_to_rank_0_or_ctrl_c_to_all_stops_every_rank_with_a_resumable_checkpoint(mnist_slice,
                                                                                                   tmp_path):
     args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "512", "--data.batch_size", "32",
@@ -124,23 +151,20 @@ def test_under_ddp_sigterm_to_rank_0_or_ctrl_c_to_all_stops_every_rank_with_a_re
     last = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
     resume = ["--config", str(last.parents[1] / "config.yaml"), "--ckpt_path", str(last)]
     # 8 steps an epoch of 2 x 32 digits, 64 in all; the ranks agree on whether to stop every 10th step
-    for arguments, after, send, status in (
-        (args, 15, lambda process: os.kill(process.pid, signal.SIGTERM), 143),  # a scheduler: to rank 0 alone
-        (resume, 35, lambda process: os.killpg(process.pid, signal.SIGINT), 1),  # a terminal: to every process
+    for arguments, at, group, send, status, stop in (
+        (args, 15, False, "SIGTERM", 143, 20),  # a scheduler: to rank 0 alone
+        (resume, 35, True, "SIGINT", 1, 40),  # a terminal: to every process
     ):
-        process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while checkpoint_step(last) < after and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        send(process)
-        _, stderr = process.communicate(timeout=120)
-        step = checkpoint_step(last)
+        process = subprocess.Popen([sys.executable, "train.py", *arguments,
+                                    *at_step(at, tmp_path / f"sent-{at}", send, group=group)], cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        _, stderr = process.communicate(timeout=600)
         assert process.returncode == status, stderr[-3000:]
-        assert after < step < 64 and step % 10 == 0, step  # every rank stopped after the same, agreed batch
-        assert stderr.count("resume with:") == 1 and f"at step {step}; resume with:" in stderr, stderr[-3000:]
+        assert checkpoint_step(last) == stop  # every rank stopped after the same, agreed batch
+        assert stderr.count("resume with:") == 1 and f"at step {stop}; resume with:" in stderr, stderr[-3000:]
         assert "Traceback" not in stderr
-        deadline = time.monotonic() + 30
+        # NOTE: rank 1 ends on its own, shortly after rank 0 (a bound for the wait, not a race with the run)
+        deadline = time.monotonic() + 120
         while live_processes(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not live_processes(process.pid), "a rank outlived the run"
@@ -166,6 +190,7 @@ class SigtermInTheLastValidation(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_sigterm_after_the_training_steps_exits_143_not_0(mnist_slice, tmp_path):
     for callback, message in (
         ("SigtermInTheLastValidation", "training had ended (step 10), not the test; resume with:"),
