@@ -299,6 +299,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7, help="alternating manual/native rounds per figure")
     parser.add_argument("--pipeline_rounds", type=int, default=3, help="alternating rounds of the epoch pipelines")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<device>.json)")
+    parser.add_argument("--skip_pipelines", action="store_true",
+                        help="the op table, memory, training and optimizer steps only, not the epochs of (a), (b), (c)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     repeats, min_run_time, batch_limit = (1, 0.1, 60) if args.quick else (args.rounds, 0.3, 10**9)
@@ -307,6 +309,9 @@ def main(argv=None):
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
                "training_step": bench_training_step(device, repeats, min_run_time),
                "optimizer_step": bench_optimizers(device, repeats, min_run_time)}
+    if args.skip_pipelines:
+        print_table(results)
+        return write(results, args.out, device)
     with tempfile.TemporaryDirectory() as tmp:
         # NOTE: the pipelines in alternating rounds and each ratio the median of its rounds' ratios: the VM's speed
         # drifts within minutes, so a ratio compares runs taken seconds apart
@@ -341,7 +346,11 @@ def main(argv=None):
             step()
             results["training_step"][f"cuda_step_peak_bytes_{backend}"] = torch.cuda.max_memory_allocated(device) - base
     print_table(results)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{device.type}.json"
+    return write(results, args.out, device)
+
+
+def write(results, out, device):
+    out = Path(out) if out else ROOT / "benchmarks" / "results" / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten {out}")
@@ -372,6 +381,8 @@ def print_table(results):
     if "cuda_step_peak_bytes_manual" in step:
         print(f"CUDA memory a step allocates above weights, optimizer state and batch (peak): manual "
               f"{step['cuda_step_peak_bytes_manual']:,} B, native {step['cuda_step_peak_bytes_native']:,} B")
+    if "pipelines" not in results:
+        return
     p = results["pipelines"]
     print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.3f} s (cuda_graph false: "
           f"{p['a_train_py_eager_steps_s']:.3f} s; without last.ckpt every 100 steps: "
