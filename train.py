@@ -41,7 +41,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from cli.errors import concise
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
                         resume_checkpoint)
-from models.callbacks import GradientStatistics, NativeGradientCheck, TestReport
+from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochSummary
 from models.idx import DataFileError, DataNotFoundError
@@ -108,6 +108,7 @@ class ManualBPCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")
         parser.add_lightning_class_args(GradientStatistics, "grad_stats")
+        parser.add_lightning_class_args(LayerStatistics, "layer_stats")  # --layer_stats.every_n_steps N (0: off)
         parser.add_lightning_class_args(TestReport, "test_report")
         parser.set_defaults({"test_report.not_hyperparameters": list(SETTINGS)})
         parser.add_lightning_class_args(EpochSummary, "epoch_summary")

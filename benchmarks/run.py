@@ -12,9 +12,11 @@
    (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
    into the usual LightningModule with native layers; ratios a/b, b/a and c/a, medians over alternating rounds
    (--pipeline_rounds, 3) of a, a without step checkpoints, b, b fused and c
-4. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory a step
+4. one optimizer step (Adam, SGD momentum) over the MLP's parameters: manual_bp.optim against torch.optim's
+   single-tensor loop, foreach and fused kernels
+5. bytes saved for backward per op (saved_tensors_hooks), manual vs native; on CUDA the peak memory a step
    allocates above weights, optimizer state and batch
-5. achieved GFLOP/s of the training step against this machine's measured matmul rate
+6. achieved GFLOP/s of the training step against this machine's measured matmul rate
 """
 import argparse
 import gzip
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
 import manual_bp
+import manual_bp.optim
 import manual_bp.functional as MF
 from benchmarks.timing import EpochTimer, synchronize
 from models.classifier import batch_sums
@@ -185,6 +188,30 @@ def bench_training_step(device, repeats, min_run_time):
             "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
 
 
+def bench_optimizers(device, repeats, min_run_time):
+    """One optimizer step over the 784-800-10 MLP's parameters (gradients in place): manual_bp.optim's update rule
+    against torch.optim's single-tensor loop, its foreach kernels and its fused kernel, for Adam and SGD momentum."""
+    torch.manual_seed(0)
+    params = [p.detach().requires_grad_() for p in build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1]).to(device).parameters()]
+    for param in params:
+        param.grad = torch.randn_like(param) * 1e-3
+    rows = {}
+    for name, kwargs in (("Adam", {"lr": 1e-3}), ("SGD", {"lr": 1e-2, "momentum": 0.9})):
+        variants = {"manual": getattr(manual_bp.optim, name)(params, **kwargs)}
+        for mode in ("foreach", "fused"):
+            variants[f"torch {mode}"] = getattr(torch.optim, name)(params, **kwargs, **{mode: True})
+        variants["torch single"] = getattr(torch.optim, name)(params, **kwargs, foreach=False)
+        for optimizer in variants.values():
+            optimizer.step()  # the state exists: what is timed is a step
+        # NOTE: the variants in alternating rounds, each ratio the median of its rounds' (as time_pair does)
+        rounds = [{variant: best_median("optimizer.step()", {"optimizer": optimizer}, 1, min_run_time)
+                   for variant, optimizer in variants.items()} for _ in range(repeats)]
+        rows[name] = {f"{variant}_us": statistics.median(row[variant] for row in rounds) * 1e6 for variant in variants}
+        rows[name]["manual_over_fused"] = statistics.median(row["manual"] / row["torch fused"] for row in rounds)
+        rows[name]["manual_over_single"] = statistics.median(row["manual"] / row["torch single"] for row in rounds)
+    return rows
+
+
 def plain_native_epoch(data_dir, device, batch_limit, fused=None):
     """(b): torch.nn layers, batches cut from in-memory tensors, the usual zero_grad/backward/step loop
     (torch's default Adam, or its fused kernel)."""
@@ -278,7 +305,8 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
     results = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "ops": bench_ops(device, repeats, min_run_time), "saved_for_backward": bench_memory(device),
-               "training_step": bench_training_step(device, repeats, min_run_time)}
+               "training_step": bench_training_step(device, repeats, min_run_time),
+               "optimizer_step": bench_optimizers(device, repeats, min_run_time)}
     with tempfile.TemporaryDirectory() as tmp:
         # NOTE: the pipelines in alternating rounds and each ratio the median of its rounds' ratios: the VM's speed
         # drifts within minutes, so a ratio compares runs taken seconds apart
@@ -336,6 +364,11 @@ def print_table(results):
     print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
           f"matmul 128x784x800 {step['matmul_gflops_128x784x800']:.1f} GFLOP/s, 2048^3 "
           f"{step['matmul_gflops_2048']:.1f} GFLOP/s")
+    for name, row in results["optimizer_step"].items():
+        print(f"{name} step over the MLP's parameters: manual_bp.optim {row['manual_us']:.0f} us, torch.optim single "
+              f"tensor {row['torch single_us']:.0f} us, foreach {row['torch foreach_us']:.0f} us, fused "
+              f"{row['torch fused_us']:.0f} us: manual / fused {row['manual_over_fused']:.2f}, manual / single tensor "
+              f"{row['manual_over_single']:.2f}")
     if "cuda_step_peak_bytes_manual" in step:
         print(f"CUDA memory a step allocates above weights, optimizer state and batch (peak): manual "
               f"{step['cuda_step_peak_bytes_manual']:,} B, native {step['cuda_step_peak_bytes_native']:,} B")

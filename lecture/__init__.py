@@ -1,1 +1,1 @@
-"""The lecture's worked examples, built from manual_bp layers (README: "From the lecture to the code")."""
+"""The lecture's worked examples, built from manual_bp layers (docs/lecture.md)."""

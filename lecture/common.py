@@ -1,4 +1,6 @@
-"""What the trainable lecture examples share: full-batch serving and a binary classifier's steps."""
+"""What the lecture examples share: full-batch serving, a binary classifier's steps, and how a run reports."""
+from pathlib import Path
+
 import pytorch_lightning as pl
 
 import manual_bp.functional as MF
@@ -42,3 +44,13 @@ class BinaryClassifier(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         return self._common_step(batch, "val")
+
+
+def report(figure, out, verdict_lines, where=""):
+    """Save the figure as a PNG at `out` (its folder made), then print the verdict lines and where the figure is."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    for line in verdict_lines:
+        print(line)
+    print(f"figure: {out}{where}")

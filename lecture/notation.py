@@ -1,5 +1,8 @@
 """Two facts from the lecture, as code: row and column notation agree, and per-sample accumulation of gradients
-equals one vectorised backward over the batch."""
+equals one vectorised backward over the batch.
+
+    python -m lecture.notation
+"""
 import torch
 
 import manual_bp.functional as MF
@@ -42,3 +45,24 @@ def vectorised_gradients(net, loss_fn_mean, X, Y):
     net.zero_grad()
     loss_fn_mean(net(X), Y).backward()
     return {name: p.grad.clone() for name, p in net.named_parameters()}
+
+
+def main():
+    """Both facts on random numbers, in float64: the largest difference between the two sides of each."""
+    generator = torch.Generator().manual_seed(0)
+    X, W, b = (torch.randn(*shape, generator=generator, dtype=torch.float64) for shape in ((5, 3), (3, 4), (4,)))
+    rows = (neuron_by_neuron(X, W, b) - design_matrix_form(X, W, b)).abs().max().item()
+    layer = (manual_linear(X, W, b) - design_matrix_form(X, W, b)).abs().max().item()
+    print(f"z_j = w_jᵀx + b_j neuron by neuron = X·W + B at once: largest difference {rows:.1e}; "
+          f"manual_bp's Linear (W in torch's (out, in) layout): {layer:.1e}")
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    Y = torch.randn(5, 2, generator=generator, dtype=torch.float64)
+    looped = accumulated_gradients(net, lambda p, y: MF.mse_loss(p, y, reduction="sum") / 2, X, Y)
+    batched = vectorised_gradients(net, lambda p, y: MF.mse_loss(p, y, reduction="sum") / 2 / len(X), X, Y)
+    largest = max((looped[name] - batched[name]).abs().max().item() for name in looped)
+    print(f"per-sample gradients summed, over m = vectorised batch gradient: largest difference {largest:.1e} "
+          f"over {len(looped)} parameters")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 By hand: OR = σ(20·x1 + 20·x2 − 10), NAND = σ(−20·x1 − 20·x2 + 30), XOR = AND(OR, NAND) = σ(20·a + 20·b − 30).
 Learned: a 2-H-1 sigmoid MLP from random weights, trained with binary cross-entropy:
 
+    python -m lecture.xor                          # the hand-set network's truth table
     python train.py --config configs/xor.yaml      # TensorBoard: xor/decision_regions
 """
 import pytorch_lightning as pl
@@ -101,3 +102,16 @@ def decision_regions(net, resolution=101):
     figure.colorbar(image, ax=axes, label="network output")
     axes.set(xlabel="x1", ylabel="x2", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="XOR decision regions")
     return figure
+
+
+def main():
+    """The hand-set network's truth table; the learned one is a training run (see the module docstring)."""
+    with torch.no_grad():
+        outputs = hand_set_xor()(INPUTS)
+    for (x1, x2), y, target in zip(INPUTS.tolist(), outputs.flatten().tolist(), TARGETS.flatten().tolist()):
+        print(f"x1 = {x1:.0f}, x2 = {x2:.0f}: OR/NAND/AND network gives {y:.5f}, XOR is {target:.0f}")
+    print("learned from random weights: python train.py --config configs/xor.yaml (TensorBoard: xor/decision_regions)")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,11 @@
 
     import manual_bp.functional as MF   # mirrors torch.nn.functional
     import manual_bp.nn as mnn          # mirrors torch.nn
+    import manual_bp.init as minit      # mirrors torch.nn.init
 
 Each op family is one file of manual_bp/ops/: its Function(s), functional wrapper(s) and Module(s) together.
 """
-from manual_bp import functional, nn
+from manual_bp import functional, init, nn
 from manual_bp._checks import value_checks
 from manual_bp.ops.activations import GELUFunction, LeakyReLUFunction, ReLUFunction, SigmoidFunction, TanhFunction
 from manual_bp.ops.batch_norm import BatchNormEvalFunction, BatchNormFunction
@@ -26,5 +27,5 @@ __all__ = [
     "CrossEntropyProbsLossFunction",
     "BatchNormFunction", "BatchNormEvalFunction", "LayerNormFunction", "LeakyReLUFunction", "GELUFunction",
     "SoftmaxFunction", "LogSoftmaxFunction", "NLLLossFunction",
-    "functional", "nn", "value_checks",
+    "functional", "init", "nn", "value_checks",
 ]

@@ -7,7 +7,6 @@ from manual_bp.ops.nll_loss import class_dim
 from manual_bp.testing import make_tensor
 
 
-
 def linear_inputs(shape, dtype, device, generator, noncontiguous):
     """shape (*batch, in, out): input (*batch, in), weight (out, in), bias (out,); any size may be 0."""
     *batch, in_features, out_features = shape
@@ -49,7 +48,8 @@ def dropout_inputs(shape, dtype, device, generator, noncontiguous):
 
 def cross_entropy_inputs(shape, dtype, device, generator, noncontiguous):
     logits = make_tensor(shape, dtype, device, generator, noncontiguous=noncontiguous)
-    return logits, torch.randint(shape[-1], shape[:-1], generator=generator).to(device)
+    classes, index_shape = classes_and_index_shape(shape)
+    return logits, torch.randint(classes, index_shape, generator=generator).to(device)
 
 
 def classes_and_index_shape(shape):

@@ -1,7 +1,8 @@
 """nn.Module layers with the names and constructor arguments of torch.nn: `import manual_bp.nn as mnn`.
 
-Each subclasses its torch.nn twin where torch has one and replaces only forward, so constructor arguments, parameter
-and buffer names, initialisation, extra_repr and state_dict are torch's and state dicts move both ways. Each lives
+Those with parameters, buffers or constructor arguments subclass their torch.nn twin and replace only forward, so
+constructor arguments, parameter and buffer names, initialisation, extra_repr and state_dict are torch's and state
+dicts move both ways; Sigmoid, Tanh, ReLU and Dropout are small nn.Modules of their own with torch's arguments. Each lives
 with its Function and functional wrapper in manual_bp/ops/<family>.py; this module gathers them.
 """
 from manual_bp.ops.activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh

@@ -10,6 +10,7 @@ output and every floating-point input's gradient at the dtype's tolerance; with 
 torch.autograd.gradcheck and gradgradcheck on float64 copies of the inputs.
 """
 import dataclasses
+import re
 import sys
 
 import torch
@@ -65,9 +66,27 @@ def _errors(actual, expected):
     return max_abs, max_abs / scale if scale > 0 else max_abs
 
 
+def is_float_tensor(value):
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
 def differentiable_positions(inputs, input_names, constants=()):
-    """Positions of the floating-point inputs that get a gradient: all but those named in `constants`."""
-    return [i for i, t in enumerate(inputs) if t.is_floating_point() and input_names[i] not in constants]
+    """Positions of the floating-point tensor inputs that get a gradient: all but those named in `constants` (other
+    arguments, a Python number or a string, are passed as they are)."""
+    return [i for i, t in enumerate(inputs) if is_float_tensor(t) and input_names[i] not in constants]
+
+
+def _mismatch(error):
+    """torch.testing's message in one line: how many elements differ, by how much, against what was allowed."""
+    message = str(error)
+    count = re.search(r"Mismatched elements: (\d+ / \d+ \([\d.]+%\))", message)
+    absolute = re.search(r"Greatest absolute difference: (\S+) at index (\(.*?\)) \(up to (\S+) allowed\)", message)
+    relative = re.search(r"Greatest relative difference: (\S+) at index .*? \(up to (\S+) allowed\)", message)
+    if not (count and absolute and relative):
+        return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    return (f"{count.group(1)} elements off, greatest absolute difference {float(absolute.group(1)):.3g} at "
+            f"{absolute.group(2)} (allowed {absolute.group(3)}), greatest relative {float(relative.group(1)):.3g} "
+            f"(allowed {relative.group(2)})")
 
 
 def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncontiguous=False, seed=0, op=None,
@@ -79,8 +98,8 @@ def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncon
     tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck and
     gradgradcheck of `manual` on float64 copies of the inputs. tolerance: (rtol, atol) instead of the dtype's.
     """
-    dtype = next(t.dtype for t in inputs if t.is_floating_point())
-    device = str(inputs[0].device)
+    dtype = next(t.dtype for t in inputs if is_float_tensor(t))
+    device = str(next(t.device for t in inputs if isinstance(t, torch.Tensor)))
     result = Comparison(op or label, label, dtype, device)
     rtol, atol = tolerance or TOLERANCES[dtype]
     grad_positions = differentiable_positions(inputs, input_names, constants)
@@ -97,13 +116,17 @@ def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncon
     checks = [("output", outputs[0], outputs[1])]
     checks += [(f"grad {input_names[i]}", m, n) for i, m, n in zip(grad_positions, grads[0], grads[1])]
     for name, actual, expected in checks:
+        if actual.shape != expected.shape:
+            result.errors[name] = (float("inf"), float("inf"))
+            result.failures.append(f"{name} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+            continue
         result.errors[name] = _errors(actual, expected)
         try:
             torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_stride=False)
         except AssertionError as error:
-            result.failures.append(f"{name} differs from native: {str(error).splitlines()[0]}")
+            result.failures.append(f"{name} differs from native: {_mismatch(error)}")
     if gradchecks:
-        run_gradchecks(result, manual, [t.detach().double() if t.is_floating_point() else t for t in inputs],
+        run_gradchecks(result, manual, [t.detach().double() if is_float_tensor(t) else t for t in inputs],
                        grad_positions)
     return result
 
@@ -114,13 +137,16 @@ def run_gradchecks(result, fn, inputs64, grad_positions=None):
     grad_positions: the inputs to differentiate (default: every floating-point one).
     """
     if grad_positions is None:
-        grad_positions = [i for i, t in enumerate(inputs64) if t.is_floating_point()]
+        grad_positions = [i for i, t in enumerate(inputs64) if is_float_tensor(t)]
     inputs64 = [t.requires_grad_() if i in grad_positions else t for i, t in enumerate(inputs64)]
     result.gradcheck = torch.autograd.gradcheck(fn, inputs64, raise_exception=False)
     result.gradgradcheck = torch.autograd.gradgradcheck(fn, inputs64, raise_exception=False)
-    for name, passed in (("gradcheck", result.gradcheck), ("gradgradcheck", result.gradgradcheck)):
-        if not passed:
-            result.failures.append(f"{name} failed")
+    if not result.gradcheck:
+        result.failures.append("gradcheck failed: the backward disagrees with finite differences of the forward")
+    if not result.gradgradcheck:
+        result.failures.append("gradgradcheck failed: the backward is not differentiable as written (a tensor made "
+                               "inside forward and saved, .detach(), .data or .item() in backward?)"
+                               if result.gradcheck else "gradgradcheck failed")
     return result
 
 

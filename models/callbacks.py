@@ -18,6 +18,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import manual_bp.nn as mnn
+from models.layer_stats import ActivationRecorder, weight_gradient_stds
 from models.mlp import build_mlp, classification_loss
 from models.run_folder import claim_version, lock_run_folder
 
@@ -85,6 +86,45 @@ class GradientStatistics(pl.Callback):
                 writer.add_histogram(f"parameters/{name}", parameter.detach(), trainer.current_epoch)
                 if parameter.grad is not None:
                     writer.add_histogram(f"parameters_grad/{name}", parameter.grad, trainer.current_epoch)
+
+
+class LayerStatistics(pl.Callback):
+    """Every `every_n_steps` training steps (0, the default: never), per layer: the activations' mean, std and
+    saturated fraction (models/layer_stats.py) and the std of ∂L/∂W, as `layers/<statistic>/<layer>` scalars.
+
+    The forward hooks are registered at the start of a recorded step and removed before its update, so the other
+    steps, and every step when off, run no code of this callback's beyond a modulo; a recorded step reads its
+    values back from the device (one synchronisation). In a CUDA graph replay the
+    forward runs no Python: only ∂L/∂W is recorded there (`model.cuda_graph false` records all).
+    """
+
+    def __init__(self, every_n_steps: int = 0):
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0 (0: off), got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.recorder = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # NOTE: steps every_n_steps, 2·every_n_steps, ... as NativeGradientCheck (global_step counts the steps done)
+        if self.every_n_steps and (trainer.global_step + 1) % self.every_n_steps == 0:
+            self.recorder = ActivationRecorder(pl_module)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if self.recorder is None:
+            return
+        self.recorder.remove()
+        scalars = {}
+        for name, (mean, std, saturated) in self.recorder.statistics().items():
+            scalars.update({f"layers/act_mean/{name}": mean, f"layers/act_std/{name}": std,
+                            f"layers/saturated/{name}": saturated})
+        scalars.update({f"layers/grad_std/{name}": std for name, std in weight_gradient_stds(pl_module).items()})
+        self.recorder = None
+        writer = tensorboard(trainer)
+        if writer is not None and trainer.is_global_zero:
+            # NOTE: written directly, not with self.log: Lightning writes logged values only on its
+            # log_every_n_steps, which every_n_steps need not be a multiple of
+            for tag, value in scalars.items():
+                writer.add_scalar(tag, value.item(), trainer.global_step)
 
 
 class NativeGradientCheck(pl.Callback):

@@ -5,6 +5,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 
+import manual_bp.optim
 from models.callbacks import metric_tag
 from models.mlp import build_mlp, classification_loss
 from models.train_step import TrainStep, can_capture
@@ -20,10 +21,15 @@ class MNISTClassifier(pl.LightningModule):
         hidden_sizes: width of each hidden layer, e.g. [800] or [1024, 1024].
         activation: hidden nonlinearity.
         loss: cross_entropy on the scores, or mse / bce of sigmoid outputs against one-hot targets (the lecture's).
+        init: the Linear weights' initialisation: "default" (torch.nn.Linear's, U(±1/√fan_in)), xavier_uniform /
+            xavier_normal (Var(W) = g²·2/(fan_in + fan_out)), kaiming_uniform / kaiming_normal (Var(W) = g²/fan_in)
+            or orthogonal, with the activation's gain g and zero biases (models/mlp.py `initialise`).
         backend: "manual" (manual_bp layers) or "native" (the identical torch.nn twin).
         dropout: dropout probability after each hidden activation (0: none).
         norm: "batch" (BatchNorm1d) or "layer" (LayerNorm) after each hidden Linear, before its activation.
         optimizer: "sgd" (with momentum) or "adam" (AdamW when weight_decay > 0: decoupled decay).
+        optimizer_backend: "native" (torch.optim's fused kernel) or "manual" (manual_bp.optim: the update rule
+            written out by hand; the same result, a slower step: docs/optimisation.md). A resume keeps it.
         lr: learning rate (the peak rate for onecycle).
         momentum: SGD momentum (0: plain gradient descent).
         weight_decay: L2 penalty (SGD) or decoupled weight decay (AdamW).
@@ -35,15 +41,18 @@ class MNISTClassifier(pl.LightningModule):
 
     def __init__(self, hidden_sizes: tuple[int, ...] = (800,), activation: Literal["relu", "sigmoid", "tanh"] = "relu",
                  loss: Literal["cross_entropy", "mse", "bce"] = "cross_entropy",
+                 init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                               "orthogonal"] = "default",
                  backend: Literal["manual", "native"] = "manual", dropout: float = 0.0,
                  norm: Literal["none", "batch", "layer"] = "none", optimizer: Literal["sgd", "adam"] = "adam",
-                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
+                 optimizer_backend: Literal["native", "manual"] = "native", lr: float = 1e-3, momentum: float = 0.9,
+                 weight_decay: float = 0.0,
                  lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784,
                  num_classes: int = 10, cuda_graph: bool = True):
         super().__init__()
         check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes)
         self.save_hyperparameters()
-        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm)
+        self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm, init)
         # NOTE: manual optimization: the training step's backward may be a graph replay, so the module runs it and
         # then steps the optimizer through Lightning (hooks, step counter and checkpoints stay Lightning's)
         self.automatic_optimization = False
@@ -118,21 +127,23 @@ class MNISTClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        # NOTE: fused: one kernel per step for all parameters (on a 2-core CPU Adam's step takes 0.4 ms instead
-        # of 1.5 ms)
+        # NOTE: native: torch.optim's fused kernel, one for all parameters (on a 2-core CPU Adam's step takes 0.4 ms
+        # instead of 1.5 ms); manual: manual_bp.optim's loop over the parameters, the equations one op each
+        native = hp.optimizer_backend == "native"
+        optim, speed_flags = (torch.optim, {"fused": True}) if native else (manual_bp.optim, {})
         if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
-                                        weight_decay=hp.weight_decay, fused=True)
+            optimizer = optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                                  **speed_flags)
         elif hp.weight_decay > 0:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=True)
+            optimizer = optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, **speed_flags)
         else:
-            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, fused=True)
+            optimizer = optim.Adam(self.parameters(), lr=hp.lr, **speed_flags)
         if hp.lr_schedule == "none":
             return optimizer
         steps = self.trainer.estimated_stepping_batches
         if hp.lr_schedule == "onecycle":
             # NOTE: the learning rate alone follows the cycle (not Adam's beta1 / SGD's momentum): the set-up the
-            # README's figures were measured with
+            # figures in docs/benchmarks.md were measured with
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps,
                                                             cycle_momentum=False)
         else:

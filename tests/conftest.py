@@ -43,9 +43,8 @@ def pytest_collection_modifyitems(items):
 def mnist_dir():
     """The full MNIST (four .gz IDX files); the few tests that need all 70,000 digits skip without it."""
     if not all((MNIST_DIR / f"{name}.gz").is_file() for name in IDX_FILES.values()):
-        pytest.skip(f"needs the full MNIST in {MNIST_DIR}: set MNIST_DIR to a folder with the four .gz IDX files, "
-                    "or run `python train.py` once online (it downloads them to data/MNIST/raw) and set "
-                    "MNIST_DIR=data/MNIST/raw")
+        pytest.skip(f"needs the full MNIST (the four .gz IDX files) in {MNIST_DIR}: put them in data/mnist, or set "
+                    "MNIST_DIR to their folder")
     return MNIST_DIR
 
 

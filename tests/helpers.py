@@ -16,7 +16,10 @@ from models.idx import IDX_FILES, IDX_MAGIC, read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICE_DIR = ROOT / "tests" / "data" / "mnist_slice"  # shipped: 3,000 training and 1,000 test digits of the real MNIST
-MNIST_DIR = Path(os.environ.get("MNIST_DIR", ROOT.parent / "shared" / "datasets" / "mnist"))
+# the full MNIST for the few tests that need it: MNIST_DIR, else data/mnist, else the copy beside the project (CI's)
+MNIST_DIR = Path(os.environ.get("MNIST_DIR") or next(
+    (folder for folder in (ROOT / "data" / "mnist", ROOT.parent / "shared" / "datasets" / "mnist") if folder.is_dir()),
+    ROOT / "data" / "mnist"))
 
 
 def write_idx(path, tensor, compress=True):

@@ -1,4 +1,5 @@
 """Edge values where a naive formula would give NaN or inf; manual must equal native there too."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -143,3 +144,92 @@ def test_cross_entropy_probabilities_ignore_a_negative_ignore_index_as_torch():
     logits, probs = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64)
     check(lambda a, t: MF.cross_entropy(a, t, ignore_index=-5), lambda a, t: F.cross_entropy(a, t, ignore_index=-5),
           logits, probs)
+
+
+def test_cross_entropy_with_every_class_weight_zero_is_nan_with_nan_gradient_as_torch():
+    logits, target = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    results = []
+    for fn in (MF.cross_entropy, F.cross_entropy):
+        leaf = logits.clone().requires_grad_()
+        loss = fn(leaf, target, torch.zeros(3, dtype=torch.float64))
+        results.append((loss, torch.autograd.grad(loss, leaf)[0]))
+    torch.testing.assert_close(results[0], results[1], equal_nan=True)
+    assert results[0][0].isnan() and results[0][1].isnan().all()
+
+
+def test_nll_loss_reads_nothing_at_an_ignored_target():
+    """An ignored target is read at class 0 and masked; a log-probability of −inf there must not turn into NaN."""
+    log_probs = torch.tensor([[-float("inf"), -0.1, -2.0], [-1.0, -0.5, -2.0]], dtype=torch.float64)
+    target = torch.tensor([-100, 1])
+    for reduction in ("none", "sum", "mean"):
+        check(lambda x, t: MF.nll_loss(x, t, reduction=reduction), lambda x, t: F.nll_loss(x, t, reduction=reduction),
+              log_probs, target)
+    assert MF.nll_loss(log_probs, target, reduction="none").tolist() == [0.0, 0.5]
+
+
+def test_softmax_family_of_a_0_d_tensor_as_torch():
+    for name, expected in (("softmax", 1.0), ("log_softmax", 0.0)):
+        x = torch.tensor(1.5, dtype=torch.float64)
+        check(lambda a: getattr(MF, name)(a, 0), lambda a: getattr(F, name)(a, 0), x, names=("input",))
+        assert getattr(MF, name)(x, 0).item() == expected
+
+
+def test_nll_loss_with_every_counted_weight_0_is_nan_with_nan_at_the_targets_as_torch():
+    log_probs, target = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, -100, 2, 1])
+    weight = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
+    results = []
+    for fn in (MF.nll_loss, F.nll_loss):
+        leaf = log_probs.clone().requires_grad_()
+        loss = fn(leaf, target, weight)
+        results.append((loss, torch.autograd.grad(loss, leaf)[0]))
+    torch.testing.assert_close(results[0], results[1], equal_nan=True)
+    assert results[0][1].isnan().sum() == 3  # the three counted targets; the ignored row is 0
+
+
+def test_softmax_family_over_an_empty_dimension_is_empty_as_torch():
+    for shape, dim in (((3, 0), 1), ((0, 3), 0), ((0, 3), 1), ((2, 0, 4), 1)):
+        for name in ("softmax", "log_softmax"):
+            x = torch.randn(shape, dtype=torch.float64)
+            result = check(lambda a: getattr(MF, name)(a, dim), lambda a: getattr(F, name)(a, dim), x,
+                           names=("input",))
+            assert result.ok and getattr(MF, name)(x, dim).shape == shape
+
+
+def test_relu_at_nan_is_nan_with_gradient_zero_where_torch_passes_the_upstream_gradient():
+    """A documented difference (docs/numerical-notes.md): ∂L/∂Z = ∂L/∂A ⊙ sign(A), and sign(NaN) is 0."""
+    z = torch.tensor([float("nan"), -1.0, 2.0], requires_grad=True)
+    output = MF.relu(z)
+    output.backward(torch.full((3,), 3.0))
+    assert output[0].isnan() and output[1:].tolist() == [0.0, 2.0]
+    assert z.grad.tolist() == [0.0, 0.0, 3.0]
+    native = z.detach().requires_grad_()
+    torch.relu(native).backward(torch.full((3,), 3.0))
+    assert native.grad.tolist() == [3.0, 0.0, 3.0]
+
+
+def test_normalisation_whose_variance_overflows_float32_is_nan_not_silent_zeros():
+    """|x − μ| past ~1e19 in float32: σ² overflows to inf and 1/√σ² rounds to 0; the result is NaN, as torch's
+    layer_norm (torch's batch_norm gives silent zeros there), never a silent 0."""
+    row = torch.tensor([[1e20, -1e20, 3e20], [1.0, 2.0, 3.0]])
+    for fn in (lambda x: MF.layer_norm(x, (3,)), lambda x: MF.batch_norm(x.t(), None, None, training=True).t()):
+        x = row.clone().requires_grad_()
+        output = fn(x)
+        output.backward(torch.ones_like(output))
+        assert output[0].isnan().all() and x.grad[0].isnan().all()
+        assert torch.isfinite(output[1]).all() and torch.isfinite(x.grad[1]).all()
+    assert F.layer_norm(row, (3,))[0].isnan().all()
+    torch.testing.assert_close(MF.layer_norm(row * 0.1, (3,)), F.layer_norm(row.double() * 0.1, (3,)).float())
+
+
+def test_batch_norm_refuses_momentum_none_and_eps_0_in_training_naming_the_argument():
+    x, mean, var = torch.randn(4, 3), torch.zeros(3), torch.ones(3)
+    with pytest.raises(TypeError, match=r"momentum must be a number.*got None.*BatchNorm1d\(momentum=None\)"):
+        MF.batch_norm(x, mean, var, training=True, momentum=None)
+    with pytest.raises(TypeError, match="momentum"):
+        F.batch_norm(x, mean, var, training=True, momentum=None)  # torch refuses it too
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(var, torch.ones(3))  # nothing was updated
+    for eps in (0.0, -1e-5):
+        with pytest.raises(ValueError, match=f"eps must be > 0 when training.*got {eps}"):
+            MF.batch_norm(x, None, None, training=True, eps=eps)
+        with pytest.raises(ValueError, match="eps must be positive"):
+            F.batch_norm(x, None, None, training=True, eps=eps)

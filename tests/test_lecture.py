@@ -1,4 +1,4 @@
-"""The lecture's worked examples reproduce the lecture's numbers (README: "From the lecture to the code")."""
+"""The lecture's worked examples reproduce the lecture's numbers (docs/lecture.md)."""
 import re
 
 import pytorch_lightning as pl

@@ -5,6 +5,7 @@ import torch
 import manual_bp.functional as MF
 from manual_bp.case_inputs import unary_inputs
 from manual_bp.cases import OP_CASES, OpCase, compare
+from manual_bp.testing import compare_fns
 
 SHAPED_CASES = [pytest.param(case, shape, id=f"{case.name}-{'x'.join(map(str, shape))}")
                 for case in OP_CASES for shape in case.shapes]
@@ -56,3 +57,28 @@ def test_the_helper_can_fail():
     assert any(f.startswith("grad input differs") for f in result.failures)
     with pytest.raises(AssertionError, match="grad input"):
         result.raise_if_failed()
+
+
+def test_the_helper_says_how_far_off_on_which_shape_and_takes_non_tensor_arguments():
+    """The failure names the gradient, the count of elements off and the largest difference; a gradient of the wrong
+    shape is named with both shapes; a Python number among the inputs is passed through."""
+    scaled = compare_fns(lambda x, s: MF.sigmoid(x) * s, lambda x, s: torch.sigmoid(x) * s,
+                         (torch.randn(4, 3, dtype=torch.float64), 2.0), ("input", "scale"), gradchecks=True)
+    assert scaled.ok and list(scaled.errors) == ["output", "grad input"]
+    off = compare_fns(lambda x: MF.sigmoid(x) * 1.01, torch.sigmoid, (torch.randn(4, 3, dtype=torch.float64),),
+                      ("input",))
+    assert off.failures[1].startswith("grad input differs from native: 12 / 12 (100.0%) elements off, greatest "
+                                      "absolute difference ")
+
+    class WrongShape(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.sum(1)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output[:, None].expand(4, 3).t()  # a transpose too many: (3, 4)
+    with pytest.raises(RuntimeError, match="invalid gradient"):  # autograd itself refuses a gradient of wrong shape
+        compare_fns(WrongShape.apply, lambda x: x.sum(1), (torch.randn(4, 3),), ("input",))
+    summed = compare_fns(lambda x: x.sum(0), lambda x: x.sum(1), (torch.randn(4, 3),), ("input",))
+    assert summed.failures[0] == "output has shape (3,), expected (4,)"

@@ -63,3 +63,24 @@ def test_same_seed_builds_the_same_initial_network(backend):
     pl.seed_everything(3, verbose=False)
     other = MNISTClassifier(backend=backend)
     torch.testing.assert_close(manual.net.state_dict(), other.net.state_dict(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("optimizer,weight_decay,expected", [
+    ("adam", 0.0, "Adam"), ("adam", 0.01, "AdamW"), ("sgd", 0.01, "SGD"),
+])
+def test_manual_optimisers_train_the_classifier_as_torchs_fused_ones(mnist_slice, optimizer, weight_decay, expected):
+    """model.optimizer_backend: manual_bp.optim's rule or torch.optim's fused kernel, the same weights after 30 steps
+    (float32: the fused kernel rounds in its own order)."""
+    common = {"hidden_sizes": (64,), "optimizer": optimizer, "weight_decay": weight_decay,
+              "lr": 0.05 if optimizer == "sgd" else 1e-3}
+    trainer, manual, *_ = fit_losses(mnist_slice, {**common, "optimizer_backend": "manual"}, max_steps=30)
+    assert type(trainer.optimizers[0]).__module__ == "manual_bp.optim"
+    assert type(trainer.optimizers[0]).__name__ == expected
+    trainer, native, *_ = fit_losses(mnist_slice, {**common, "optimizer_backend": "native"}, max_steps=30)
+    assert type(trainer.optimizers[0]) is getattr(torch.optim, expected)
+    pl.seed_everything(7, verbose=False)  # fit's seed: the starting weights, to measure how far the weights moved
+    start = MNISTClassifier(**common)
+    for (name, m), n, s in zip(manual.named_parameters(), native.parameters(), start.parameters()):
+        moved = (n - s).abs().max()
+        assert moved > 1e-3, name
+        assert (m - n).abs().max() <= 1e-4 * moved + 1e-6, name

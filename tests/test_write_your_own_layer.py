@@ -1,4 +1,4 @@
-"""The README's "Write your own layer" example runs, passes, and its check catches a deliberately wrong backward."""
+"""docs/write-your-own-layer.md's example runs, passes, and its check catches a deliberately wrong backward."""
 import io
 import subprocess
 import sys

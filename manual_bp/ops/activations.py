@@ -77,7 +77,8 @@ class ReLUFunction(Function):
         if ctx.needs_input_grad[0]:
             # NOTE: for a = max(z, 0) ≥ 0, sign(a) is exactly 1[z > 0], and sign(0) = 0 is torch's convention for the
             # derivative at z = 0. One float pass: on CPU a comparison building a bool mask costs several times more.
-            # (A NaN input gives a NaN gradient here; torch passes the upstream gradient through.)
+            # At a NaN input the output is NaN and sign(NaN) = 0, so the gradient there is 0 (torch passes the
+            # upstream gradient through; a deliberate difference, docs/numerical-notes.md).
             grad_input = grad_output * output.sign()  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
         return grad_input, None
 

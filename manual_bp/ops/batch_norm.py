@@ -122,8 +122,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var must be given when training=False (eval mode normalises "
                          "with them); pass training=True to use the batch statistics")
+    if not (isinstance(momentum, (int, float)) or isinstance(momentum, torch.Tensor) and momentum.dim() == 0):
+        raise TypeError(f"momentum must be a number (or a 0-d tensor), got {momentum!r}; for the "
+                        "cumulative average of the batch statistics use BatchNorm1d(momentum=None)")
     if not training:
         return BatchNormEvalFunction.apply(input, running_mean, running_var, weight, bias, eps)
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0 when training (a channel whose values are all equal has σ² = 0, and "
+                         f"1/√(σ² + eps) would be inf), got {eps}")
     values_per_channel = input.numel() // channels if channels else 0
     if values_per_channel == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
@@ -141,7 +147,7 @@ def _update_running_stats(input, running_mean, running_var, momentum, count):
             "(model)), or use training=False."
         )
     with torch.no_grad(), _checks.outside_func_transforms(input) as values:
-        var, mean = torch.var_mean(values, dim=(0, *range(2, values.dim())), correction=0)
+        var, mean = torch.var_mean(values, dim=batch_dims(values), correction=0)
         # NOTE: the running variance is the unbiased one (× N/(N − 1)), the normalisation uses the biased one
         unbiased_var = var * (count / (count - 1))
         # NOTE: computed out of place, then copied: the buffer is either fully updated or untouched
@@ -169,8 +175,9 @@ class BatchNorm1d(torch.nn.BatchNorm1d):
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 # NOTE: a 0-d tensor, not float(1 / n) as torch: no read of a tensor into Python, so
-                # torch.compile(fullgraph=True) works with momentum=None (torch's own module breaks the graph here)
-                momentum = 1.0 / self.num_batches_tracked
+                # torch.compile(fullgraph=True) works with momentum=None (torch's own module breaks the graph here);
+                # in the buffers' dtype, so float64 statistics get 1/n in float64 as torch's
+                momentum = 1.0 / self.num_batches_tracked.to(self.running_mean.dtype)
         use_batch_stats = self.training or self.running_mean is None
         update = not self.training or self.track_running_stats  # buffers passed only when used or updated
         return batch_norm(input, self.running_mean if update else None, self.running_var if update else None,

@@ -22,7 +22,6 @@ from manual_bp.ops.nll_loss import (
     counted_total,
     index_shape,
     is_index_dtype,
-    nonzero_total,
     only_counted,
 )
 from manual_bp.ops.reduction import ReductionRepr, reduce_loss, upstream_scale
@@ -86,7 +85,8 @@ class CrossEntropyLossFunction(Function):
         if ctx.needs_input_grad[0]:
             dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
             counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
-            count = nonzero_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            # NOTE: divided by Σ w_{y_i} as it is, as in nll_loss.py (every weight 0: NaN; every target ignored: 0)
+            count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
             scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
             probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
             nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i

@@ -16,7 +16,9 @@ def normalize(input, dims, eps):
     # NOTE: the biased variance (divide by N, not N − 1) normalises, as torch; the unbiased one only enters the
     # running estimate. var(correction=0) is one Welford pass, steadier than E[x²] − E[x]² for large means.
     var, mean = torch.var_mean(input, dim=dims, correction=0, keepdim=True)
-    inv_std = torch.rsqrt(var + eps)
+    # NOTE: in float32, σ² overflows to inf once |x − μ| passes ~1e19, and 1/√σ² would round to 0: x̂ silently 0.
+    # NaN instead (torch's layer_norm gives NaN there too, its batch_norm zeros); such inputs need float64.
+    inv_std = torch.where(var.isinf(), torch.nan, torch.rsqrt(var + eps))
     return (input - mean) * inv_std, inv_std
 
 

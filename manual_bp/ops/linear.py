@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from manual_bp import _checks
+from manual_bp import _checks, init
 from manual_bp.autograd import Function
 
 
@@ -73,10 +73,20 @@ def linear(input, weight, bias=None):
 class Linear(torch.nn.Linear):
     """torch.nn.Linear with the handwritten backward: Z = X·Wᵀ + b.
 
-    Subclassing keeps torch's parameters, weight layout (out_features, in_features), initialisation
-    (Kaiming-uniform weight, uniform ±1/√in bias) and extra_repr, so a state_dict moves between the two classes
-    in both directions and, for the same seed, both start from the same weights. Only forward is replaced.
+    Subclassing keeps torch's parameters, weight layout (out_features, in_features) and extra_repr, so a state_dict
+    moves between the two classes in both directions. The initialisation is manual_bp.init's, drawing what torch's
+    does: for the same seed both start from the same weights.
     """
+
+    def reset_parameters(self):
+        """W ~ U(−1/√fan_in, 1/√fan_in) as Kaiming-uniform with a = √5 (Var(W) = 1/(3·fan_in)), b ~ the same U."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init.fan_in_and_fan_out(self.weight)
+            # NOTE: 1/√fan_in computed as torch does (not the weight's √3·g/√fan_in, which can differ in the last
+            # bit); with in_features = 0 the bias is U(0, 0) = 0, as torch
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
         return linear(input, self.weight, self.bias)

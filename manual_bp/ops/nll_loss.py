@@ -48,16 +48,6 @@ def counted_total(counted, target, target_weight):
     return only_counted(counted, target_weight).sum()
 
 
-def nonzero_total(counted, target, target_weight):
-    """counted_total, with 1 in place of 0.
-
-    NOTE: with every target ignored (or every weight 0) the "mean" loss is 0/0 = NaN, but torch's gradient is 0:
-    every numerator is 0 then, so dividing by 1 instead of 0 gives exactly that.
-    """
-    total = counted_total(counted, target, target_weight)
-    return torch.where(total == 0, torch.ones_like(total), total) if isinstance(total, torch.Tensor) else max(total, 1)
-
-
 class NLLLossFunction(Function):
     """ℓ_i = −w_{y_i}·x_{i, y_i} for log-probabilities x_i (C,), a class index y_i and class weights w (1 if None);
     ℓ_i = 0 where y_i = ignore_index. "mean" divides Σℓ by Σ_i w_{y_i} over the counted targets (not by N).
@@ -88,7 +78,9 @@ class NLLLossFunction(Function):
         if ctx.needs_input_grad[0]:
             dim = class_dim(len(ctx.input_shape))
             counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
-            count = nonzero_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            # NOTE: divided by Σ w_{y_i} as it is, as torch: every target ignored gives 0 (the ignored terms are masked
+            # after the division), every counted weight 0 gives NaN at the targets (0·(g/0)), both as torch's
+            count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
             scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
             grad_picked = -(scale if weight is None else scale * target_weight)  # −w_{y_i} ⊙ ∂L/∂ℓ_i: (N, ...)
             # ∂L/∂X = −onehot(Y) ⊙ w_Y ⊙ ∂L/∂ℓ: the gradient lands on the target class only
@@ -141,7 +133,7 @@ def check_class_indices(target, classes, ignore_index):
     """
     if not _checks.values_are_inspectable(target) or target.numel() == 0:
         return True
-    low, high = (int(v) for v in torch.aminmax(target))
+    low, high = torch.stack(torch.aminmax(target)).tolist()
     if low < 0 or high >= classes:
         outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
         if outside.any():

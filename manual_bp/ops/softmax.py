@@ -15,6 +15,8 @@ class SoftmaxFunction(Function):
 
     @staticmethod
     def forward(input, dim):
+        if input.dim() and input.shape[dim] == 0:
+            return input.clone()  # NOTE: nothing to normalise, and amax over an empty dim raises; as torch
         # NOTE: shifting by the max along dim keeps e^(·) ≤ 1 (no overflow at logits of 1e4); softmax is unchanged.
         exp = (input - input.amax(dim=dim, keepdim=True)).exp()
         return exp / exp.sum(dim=dim, keepdim=True)
@@ -41,6 +43,8 @@ class LogSoftmaxFunction(Function):
 
     @staticmethod
     def forward(input, dim):
+        if input.dim() and input.shape[dim] == 0:
+            return input.clone()  # NOTE: as in SoftmaxFunction
         # NOTE: (z − max z) − log Σ e^(z − max z): the shift keeps e^(·) ≤ 1, and subtracting the max before the
         # log-sum keeps float32 digits that z − logsumexp(z) loses. (cross_entropy.py says why the loss uses
         # torch's fused kernel for the same values instead.)

@@ -1,0 +1,32 @@
+"""Every lecture module a docs/lecture.md row names with `python -m lecture.<name>` prints what it shows, as a user sees it."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+
+def run(module):
+    done = subprocess.run([sys.executable, "-m", f"lecture.{module}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("module,lines,patterns", [
+    ("notation", 2, [r"^z_j = w_jᵀx \+ b_j neuron by neuron = X·W \+ B at once: largest difference \d\.\de-1[6-9]; manual_bp's Linear",
+                     r"^per-sample gradients summed, over m = vectorised batch gradient: largest difference"]),
+    ("xor", 5, [r"x1 = 0, x2 = 0: OR/NAND/AND network gives 0\.0000\d, XOR is 0",
+                r"x1 = 0, x2 = 1: OR/NAND/AND network gives 0\.9999\d, XOR is 1",
+                r"x1 = 1, x2 = 0: OR/NAND/AND network gives 0\.9999\d, XOR is 1",
+                r"x1 = 1, x2 = 1: OR/NAND/AND network gives 0\.0000\d, XOR is 0", r"learned from random weights"]),
+    ("circle", 2, [r"CircleFunction: gradcheck and gradgradcheck pass", r"centre and radius learned"]),
+    ("graph", 5, [r"d = 28", r"∂d/∂a = 11 over routes", r"∂d/∂b = 4", r"∂d/∂c = 4", r"one backward pass: "]),
+])
+def test_the_module_prints_its_lines(module, lines, patterns):
+    output = run(module)
+    assert len(output) == lines
+    for line, pattern in zip(output, patterns):
+        assert re.search(pattern, line), (line, pattern)
