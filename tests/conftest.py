@@ -25,20 +25,6 @@ settings.register_profile("ci", parent=settings.get_profile("suite"), derandomiz
 settings.load_profile("ci" if os.environ.get("CI") else "suite")
 
 
-# NOTE: tests of the slow group (README, Set up) in files whose tests are otherwise quick; the fault, signal and DDP
-# trials mark themselves with @pytest.mark.slow
-SLOW = {
-    "tests/test_check_cli.py::test_check_prints_every_op_and_passes_on_cpu": "the whole check table, as a user runs it",
-}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.nodeid.split("[")[0] in SLOW:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture(scope="session")
 def mnist_dir():
     """The full MNIST (four .gz IDX files); the few tests that need all 70,000 digits skip without it."""
