@@ -11,31 +11,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from models.idx import IDX_FILES
 from tests.helpers import MNIST_DIR, SLICE_DIR
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # NOTE: under CI (CI=true) hypothesis draws the same examples every run, so a landing never depends on a lucky draw;
-# elsewhere each run explores new ones (and keeps what it finds in .hypothesis/)
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
-
-
-# NOTE: tests of the slow group (README, Set up) in files whose tests are otherwise quick; the fault, signal and DDP
-# trials mark themselves with @pytest.mark.slow
-SLOW = {
-    "tests/test_check_cli.py::test_check_prints_every_op_and_passes_on_cpu": "the whole check table, as a user runs it",
-}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.nodeid.split("[")[0] in SLOW:
-            item.add_marker(pytest.mark.slow)
+# elsewhere each run explores new ones (and keeps what it finds in .hypothesis/). In both, nothing depends on the
+# machine's speed: no deadline per example, no health check on how slowly examples are drawn (a busy machine)
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("suite"), derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "suite")
 
 
 @pytest.fixture(scope="session")
