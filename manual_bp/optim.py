@@ -25,6 +25,13 @@ def _require(holds, label, value, rule):
         raise ValueError(f"Invalid {label}: {value} (must be {rule})")
 
 
+def _require_non_negative(**values):
+    """_require(value >= 0) for each, in torch's order and with torch's names for them."""
+    for name, value in values.items():
+        label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+        _require(0.0 <= value, label, value, f"{name} >= 0")
+
+
 class ManualOptimizer(torch.optim.Optimizer):
     """What every rule shares: torch's speed flags refused, the loop over the parameters that have a gradient."""
 
@@ -100,9 +107,7 @@ class SGD(ManualOptimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False,
                  foreach=None, differentiable=False, fused=None):
-        _require(0.0 <= lr, "learning rate", lr, "lr >= 0")
-        _require(0.0 <= momentum, "momentum value", momentum, "momentum >= 0")
-        _require(0.0 <= weight_decay, "weight_decay value", weight_decay, "weight_decay >= 0")
+        _require_non_negative(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"Nesterov momentum requires a momentum and zero dampening (got momentum={momentum}, "
                              f"dampening={dampening})")
@@ -138,11 +143,10 @@ class Adam(ManualOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
                  decoupled_weight_decay=False):
-        _require(0.0 <= lr, "learning rate", lr, "lr >= 0")
-        _require(0.0 <= eps, "epsilon value", eps, "eps >= 0")
+        _require_non_negative(lr=lr, eps=eps)
         for index, beta in enumerate(betas):
             _require(0.0 <= beta < 1.0, f"beta parameter at index {index}", beta, f"betas[{index}] in [0, 1)")
-        _require(0.0 <= weight_decay, "weight_decay value", weight_decay, "weight_decay >= 0")
+        _require_non_negative(weight_decay=weight_decay)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
                     "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults, maximize=maximize, foreach=foreach, capturable=capturable,
@@ -199,11 +203,7 @@ class RMSprop(ManualOptimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  capturable=False, foreach=None, maximize=False, differentiable=False):
-        _require(0.0 <= lr, "learning rate", lr, "lr >= 0")
-        _require(0.0 <= eps, "epsilon value", eps, "eps >= 0")
-        _require(0.0 <= momentum, "momentum value", momentum, "momentum >= 0")
-        _require(0.0 <= weight_decay, "weight_decay value", weight_decay, "weight_decay >= 0")
-        _require(0.0 <= alpha, "alpha value", alpha, "alpha >= 0")
+        _require_non_negative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps, "centered": centered,
                     "weight_decay": weight_decay}
         super().__init__(params, defaults, capturable=capturable, foreach=foreach, maximize=maximize,
@@ -245,12 +245,8 @@ class Adagrad(ManualOptimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
                  foreach=None, *, maximize=False, differentiable=False, fused=None):
-        _require(0.0 <= lr, "learning rate", lr, "lr >= 0")
-        _require(0.0 <= lr_decay, "lr_decay value", lr_decay, "lr_decay >= 0")
-        _require(0.0 <= weight_decay, "weight_decay value", weight_decay, "weight_decay >= 0")
-        _require(0.0 <= initial_accumulator_value, "initial_accumulator_value value", initial_accumulator_value,
-                 "initial_accumulator_value >= 0")
-        _require(0.0 <= eps, "epsilon value", eps, "eps >= 0")
+        _require_non_negative(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                              initial_accumulator_value=initial_accumulator_value, eps=eps)
         defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
                     "initial_accumulator_value": initial_accumulator_value}
         super().__init__(params, defaults, foreach=foreach, maximize=maximize, differentiable=differentiable,
