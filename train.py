@@ -44,6 +44,7 @@ from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochSummary
+from models.data import DataSplitError
 from models.idx import DataFileError, DataNotFoundError
 from models.reliability import (GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite,
                                 resume_checkpoint_path)
@@ -238,6 +239,9 @@ def cli_main(args=None):
     except DataNotFoundError as error:
         print(f"error: {error}\n(give the folder with --data.data_dir)", file=sys.stderr)
         sys.exit(1)
+    except DataSplitError as error:
+        print(f"error: {error}\n(give a smaller one with --data.val_size)", file=sys.stderr)
+        sys.exit(2)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

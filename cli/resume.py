@@ -28,7 +28,11 @@ def resume_checkpoint(path):
     except (FileNotFoundError, DamagedCheckpointError) as error:
         problem = f"no checkpoint at {path}" if isinstance(error, FileNotFoundError) else str(error)
         newest = newest_good_checkpoint(path.parent, skip=path) if path.parent.is_dir() else None
-        if newest is None:
+        if not path.parent.is_dir():
+            missing = next(folder for folder in (*reversed(path.parents), path.parent) if not folder.is_dir())
+            advice = (f"there is no folder {missing}: check the path (a run's checkpoints are in "
+                      "<save_dir>/<name>/version_<n>/checkpoints/)")
+        elif newest is None:
             advice = (f"{path.parent} holds no good checkpoint (the run stopped before writing one?): "
                       "start it again without --ckpt_path")
         else:

@@ -15,6 +15,10 @@ NUM_CLASSES = 10  # the digits 0-9; Fashion-MNIST's ten kinds of clothing
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}  # pixel mean, std of the train set
 
 
+class DataSplitError(ValueError):
+    """The validation split does not fit the training file (e.g. the default 5,000 on a slice of 3,000)."""
+
+
 class TensorBatches:
     """Batches of (images, labels) served by index from tensors already on the device.
 
@@ -136,7 +140,8 @@ class MNISTDataModule(pl.LightningDataModule):
                                 f"({self.hparams.dataset} has 60,000 training and 10,000 test images)")
         images, labels = tensors["train"]
         if self.hparams.val_size >= len(labels):
-            raise ValueError(f"val_size must be < {len(labels)} training images, got {self.hparams.val_size}")
+            raise DataSplitError(f"val_size must be smaller than the {len(labels)} training images in "
+                                 f"{files['train_images']}, got {self.hparams.val_size}")
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         val, train = order[: self.hparams.val_size], order[self.hparams.val_size:]
         train = train[: self.hparams.train_subset]

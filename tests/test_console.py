@@ -59,3 +59,26 @@ def test_a_missing_data_folder_is_two_lines_and_leaves_no_folder(tmp_path):
     assert "nowhere" in error[0] and "train-images-idx3-ubyte" in error[0] and "t10k-labels-idx1-ubyte" in error[0]
     assert "--data.data_dir" in error[1] and "Traceback" not in run.stderr
     assert list(tmp_path.iterdir()) == []  # no data folder, no empty run folder
+
+
+def test_the_shipped_slice_with_the_default_validation_split_is_two_lines_naming_the_option(tmp_path):
+    run = train_py("--data.data_dir", str(ROOT / "tests" / "data" / "mnist_slice"), "--data.download", "false",
+                   "--trainer.logger.init_args.save_dir", str(tmp_path))
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("error: ")):]  # after Lightning's banner
+    assert len(lines) == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert lines[0].startswith("error: val_size must be smaller than the 3000 training images in ")
+    assert lines[0].endswith("train-images-idx3-ubyte.gz, got 5000")
+    assert lines[1] == "(give a smaller one with --data.val_size)"
+
+
+def test_a_checkpoint_in_a_folder_that_does_not_exist_names_the_missing_folder(tmp_path):
+    from cli.resume import ResumeError, resume_checkpoint
+    (tmp_path / "runs" / "mnist" / "version_0" / "checkpoints").mkdir(parents=True)
+    path = tmp_path / "runs" / "mnist" / "version_9" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ResumeError) as error:
+        resume_checkpoint(path)
+    assert str(error.value) == (f"no checkpoint at {path}; there is no folder {tmp_path / 'runs' / 'mnist' / 'version_9'}"
+                                ": check the path (a run's checkpoints are in "
+                                "<save_dir>/<name>/version_<n>/checkpoints/)")
