@@ -28,8 +28,8 @@ def resume_checkpoint(path):
     except (FileNotFoundError, DamagedCheckpointError) as error:
         problem = f"no checkpoint at {path}" if isinstance(error, FileNotFoundError) else str(error)
         newest = newest_good_checkpoint(path.parent, skip=path) if path.parent.is_dir() else None
-        if not path.parent.is_dir():
-            missing = next(folder for folder in (*reversed(path.parents), path.parent) if not folder.is_dir())
+        if not path.parent.parent.is_dir():  # not even the run folder (a run killed early has no checkpoints/ yet)
+            missing = next(folder for folder in reversed(path.parents) if not folder.is_dir())
             advice = (f"there is no folder {missing}: check the path (a run's checkpoints are in "
                       "<save_dir>/<name>/version_<n>/checkpoints/)")
         elif newest is None:
