@@ -26,6 +26,10 @@ def check_floating(name, tensor):
 def check_same_dtype_and_device(name, tensor, reference_name, reference):
     if tensor.dtype != reference.dtype:
         raise TypeError(f"{name} must have the dtype of {reference_name} ({reference.dtype}), got {tensor.dtype}")
+    check_same_device(name, tensor, reference_name, reference)
+
+
+def check_same_device(name, tensor, reference_name, reference):
     if tensor.device != reference.device:
         raise ValueError(f"{name} must be on the device of {reference_name} ({reference.device}), got {tensor.device}")
 

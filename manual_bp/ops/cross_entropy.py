@@ -37,6 +37,12 @@ def sample_view(per_sample, dim):
     return per_sample.unsqueeze(dim) if per_sample.dim() > 0 else per_sample
 
 
+def sample_count(input, classes):
+    """The number of samples N·d1···dK of logits (N, C, d1, ..., dK): "mean"'s divisor for probability targets
+    (0 when C = 0, so that "mean" of nothing is 0/0 = NaN, as torch)."""
+    return input.numel() // classes if classes else 0
+
+
 class CrossEntropyLossFunction(Function):
     """ℓ_i = −log softmax(z_i)[y_i] for logits z_i (C,) and a class index y_i;   ∂ℓ_i/∂z_i = softmax(z_i) − onehot(y_i).
 
@@ -126,7 +132,7 @@ class CrossEntropyProbsLossFunction(Function):
         weighted = log_probs * mixed if weight is None else log_probs * mixed * class_view(weight, input, dim)
         loss = -weighted.sum(dim)  # (N, d1, ..., dK)
         if reduction == "mean":
-            return loss.sum() / (input.numel() // classes if classes else 0)  # NOTE: no samples: 0/0 = NaN, as torch
+            return loss.sum() / sample_count(input, classes)  # NOTE: no samples: 0/0 = NaN, as torch
         return reduce_loss(loss, reduction)
 
     @staticmethod
@@ -140,8 +146,7 @@ class CrossEntropyProbsLossFunction(Function):
         grad_input = grad_target = grad_weight = None
         dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
         classes = input.shape[dim]
-        samples = input.numel() // classes if classes else 0
-        scale = sample_view(upstream_scale(grad_output, ctx.reduction, samples), dim)  # ∂L/∂ℓ_i
+        scale = sample_view(upstream_scale(grad_output, ctx.reduction, sample_count(input, classes)), dim)  # ∂L/∂ℓ_i
         per_class = 1 if weight is None else class_view(weight, input, dim)  # w: (1, C, 1, ..., 1)
         mixed = target if smoothing == 0 else target * (1 - smoothing) + smoothing / classes  # (1 − ε)t + ε/K
         if ctx.needs_input_grad[0]:

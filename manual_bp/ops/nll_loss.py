@@ -108,8 +108,7 @@ def check_index_target(input, target):
     if target.shape != index_shape(input):
         raise ValueError(f"target must have shape {tuple(index_shape(input))} for input of shape "
                          f"{tuple(input.shape)}, got {tuple(target.shape)}")
-    if target.device != input.device:
-        raise ValueError(f"target must be on the device of input ({input.device}), got {target.device}")
+    _checks.check_same_device("target", target, "input", input)
 
 
 def check_class_weight(weight, input):
