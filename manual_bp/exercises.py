@@ -22,12 +22,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from manual_bp.testing import compare_fns, make_tensor
+from manual_bp.case_inputs import (
+    cross_entropy_inputs,
+    linear_inputs,
+    normalization_inputs,
+    pair_inputs,
+    unary_inputs,
+)
+from manual_bp.testing import compare_fns
 
 
 @dataclasses.dataclass(frozen=True)
 class Exercise:
-    """class_name in exercises/<name>.py against reference; make_inputs(generator, shape) -> float64 inputs."""
+    """class_name in exercises/<name>.py against reference; make_inputs(generator, shape) -> float64 inputs (drawn
+    by manual_bp/case_inputs.py, as the op registry's)."""
 
     name: str
     class_name: str
@@ -39,45 +47,26 @@ class Exercise:
     constants: tuple = ()
 
 
-def _tensors(*shapes_of, low=None, high=None):
-    """make_inputs drawing one float64 tensor per function of the case's shape (uniform in [low, high) if given)."""
-    def make(generator, shape):
-        return tuple(make_tensor(of(shape), torch.float64, "cpu", generator, low, high) for of in shapes_of)
-    return make
-
-
-def _probabilities_and_targets(generator, shape):
-    return (make_tensor(shape, torch.float64, "cpu", generator, 0.05, 0.95),
-            make_tensor(shape, torch.float64, "cpu", generator, 0.0, 1.0))
-
-
-def _logits_and_classes(generator, shape):
-    return make_tensor(shape, torch.float64, "cpu", generator), torch.randint(shape[1], shape[:1], generator=generator)
-
-
-def _batch(generator, shape):
-    """x uniform in [−2, 3) (NOTE: not standard normal, as in case_inputs), γ in [0.5, 1.5), β normal."""
-    return (make_tensor(shape, torch.float64, "cpu", generator, -2.0, 3.0),
-            make_tensor(shape[1:], torch.float64, "cpu", generator, 0.5, 1.5),
-            make_tensor(shape[1:], torch.float64, "cpu", generator))
+def _float64(make_inputs):
+    """A case_inputs maker (the op registry's), drawing contiguous float64 inputs on the CPU."""
+    return lambda generator, shape: make_inputs(shape, torch.float64, "cpu", generator, False)
 
 
 EXERCISES = {exercise.name: exercise for exercise in (
-    Exercise("sigmoid", "Sigmoid", torch.sigmoid, _tensors(tuple), ("input",), ((1, 1), (8, 5)),
+    Exercise("sigmoid", "Sigmoid", torch.sigmoid, _float64(unary_inputs), ("input",), ((1, 1), (8, 5)),
              "manual_bp/ops/activations.py, SigmoidFunction.backward"),
-    Exercise("linear", "Linear", F.linear,
-             _tensors(lambda s: (s[0], s[1]), lambda s: (s[2], s[1]), lambda s: (s[2],)),
-             ("input", "weight", "bias"), ((1, 3, 2), (8, 5, 4)), "manual_bp/ops/linear.py, LinearFunction.backward"),
-    Exercise("mse", "MSELoss", F.mse_loss, _tensors(tuple, tuple), ("input", "target"), ((1, 1), (8, 5)),
+    Exercise("linear", "Linear", F.linear, _float64(linear_inputs), ("input", "weight", "bias"), ((1, 3, 2), (8, 5, 4)),
+             "manual_bp/ops/linear.py, LinearFunction.backward"),
+    Exercise("mse", "MSELoss", F.mse_loss, _float64(pair_inputs((-2.0, 2.0))), ("input", "target"), ((1, 1), (8, 5)),
              "manual_bp/ops/mse_loss.py, MSELossFunction.backward"),
-    Exercise("bce", "BCELoss", F.binary_cross_entropy, _probabilities_and_targets, ("input", "target"),
+    Exercise("bce", "BCELoss", F.binary_cross_entropy, _float64(pair_inputs((0.05, 0.95))), ("input", "target"),
              ((1, 1), (8, 5)), "manual_bp/ops/binary_cross_entropy.py, BCELossFunction.backward", ("target",)),
-    Exercise("softmax_cross_entropy", "SoftmaxCrossEntropy", F.cross_entropy, _logits_and_classes,
+    Exercise("softmax_cross_entropy", "SoftmaxCrossEntropy", F.cross_entropy, _float64(cross_entropy_inputs),
              ("logits", "target"), ((1, 3), (8, 5)),
              "manual_bp/ops/cross_entropy.py, CrossEntropyLossFunction.backward"),
     Exercise("batch_norm", "BatchNorm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
-             _batch, ("input", "weight", "bias"), ((4, 3), (16, 5)), "manual_bp/ops/batch_norm.py, "
-             "BatchNormFunction.backward (and layer_norm.py, normalized_grad_input)"),
+             _float64(normalization_inputs(None)), ("input", "weight", "bias"), ((4, 3), (16, 5)),
+             "manual_bp/ops/batch_norm.py, BatchNormFunction.backward (and layer_norm.py, normalized_grad_input)"),
 )}
 
 
