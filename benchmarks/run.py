@@ -65,19 +65,7 @@ def op_cases(device):
         "bce_with_logits 128x10": (MF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
                                    (randn(BATCH, 10), target)),
         "cross_entropy 128x10": (MF.cross_entropy, F.cross_entropy, (randn(BATCH, 10), labels)),
-        # the value checks (class indices in range, probabilities in [0, 1]) off, as for data checked when loaded
-        "binary_cross_entropy, value checks off": (without_value_checks(MF.binary_cross_entropy),
-                                                   F.binary_cross_entropy, (probs, target)),
-        "cross_entropy, value checks off": (without_value_checks(MF.cross_entropy), F.cross_entropy,
-                                            (randn(BATCH, 10), labels)),
     }
-
-
-def without_value_checks(fn):
-    def call(*args):
-        with manual_bp.value_checks(False):
-            return fn(*args)
-    return call
 
 
 def forward_backward(fn, inputs):

@@ -7,7 +7,6 @@
 Each op family is one file of manual_bp/ops/: its Function(s), functional wrapper(s) and Module(s) together.
 """
 from manual_bp import functional, init, nn
-from manual_bp._checks import value_checks
 from manual_bp.ops.activations import GELUFunction, LeakyReLUFunction, ReLUFunction, SigmoidFunction, TanhFunction
 from manual_bp.ops.batch_norm import BatchNormEvalFunction, BatchNormFunction
 from manual_bp.ops.binary_cross_entropy import BCELossFunction, BCEWithLogitsLossFunction
@@ -27,5 +26,5 @@ __all__ = [
     "CrossEntropyProbsLossFunction",
     "BatchNormFunction", "BatchNormEvalFunction", "LayerNormFunction", "LeakyReLUFunction", "GELUFunction",
     "SoftmaxFunction", "LogSoftmaxFunction", "NLLLossFunction",
-    "functional", "init", "nn", "value_checks",
+    "functional", "init", "nn",
 ]

@@ -105,38 +105,13 @@ def check_per_channel(name, tensor, channels, input):
     check_same_dtype_and_device(name, tensor, "input", input)
 
 
-_value_checks = True  # see value_checks()
+def values_are_checked(tensor):
+    """Whether a check of `tensor`'s values runs here.
 
-
-@contextlib.contextmanager
-def value_checks(enabled):
-    """Turn the checks that read tensor values (class indices in range, probabilities in [0, 1]) on or off.
-
-    Shape, dtype and device checks always run. Reading values costs a pass over the tensor and, on a GPU, a
-    host-device synchronisation per call (which code recorded for replay cannot contain); like torch.distributions'
-    `validate_args`, switch it off only for data that were validated before (e.g. labels checked when loaded).
-
-        with manual_bp.value_checks(False):
-            loss = MF.cross_entropy(scores, labels)
+    NOTE: under torch.compile and torch.func transforms the value checks are skipped (shape and dtype checks still
+    run): a check there would break the graph (compile) or see a batch of values as one (vmap).
     """
-    global _value_checks
-    previous, _value_checks = _value_checks, bool(enabled)
-    try:
-        yield
-    finally:
-        _value_checks = previous
-
-
-def values_are_inspectable(tensor):
-    """Whether a data-dependent check may read the values of `tensor` here.
-
-    NOTE: under torch.compile and torch.func transforms a Python `if` on tensor values would break the graph or
-    fail; there the value checks are skipped (shape and dtype checks still run), as they are under
-    value_checks(False).
-    """
-    if not _value_checks or torch.compiler.is_compiling():
-        return False
-    return not is_transformed(tensor)
+    return not torch.compiler.is_compiling() and not is_transformed(tensor)
 
 
 def is_transformed(tensor):
@@ -144,16 +119,37 @@ def is_transformed(tensor):
     return not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
-def check_in_unit_interval(name, tensor):
-    if not values_are_inspectable(tensor) or tensor.numel() == 0:
+def assert_values(ok, message, details):
+    """Fail with `message` unless the one-element bool tensor `ok` holds True, without reading it into Python.
+
+    On CUDA the check is a device-side assert queued on the stream (torch._assert_async), the way torch's own
+    kernels check class indices: the host never waits for the device, and a CUDA graph can capture it. A failure
+    prints `message` in the kernel's assertion line and stops the process's CUDA context ("device-side assert
+    triggered", as torch's own checks do). Elsewhere (the CPU) `ok` is checked at once, and a failure raises
+    ValueError(details()): `details` runs only then, so it may read values (the offending element, the count).
+    """
+    if ok.device.type == "cuda":
+        torch._assert_async(ok, message)
         return
-    # NOTE: one pass (aminmax) and one read of two numbers; a NaN makes both comparisons False, so it fails too
-    low, high = torch.stack(torch.aminmax(tensor.detach())).tolist()
-    if not (0 <= low and high <= 1):
-        outside = ~((tensor >= 0) & (tensor <= 1))  # NaN counts as outside
-        first = tensor.detach()[outside][0].item()
-        count = int(outside.sum())
-        raise ValueError(f"{name} must have every element in [0, 1], got {count} outside, e.g. {first}")
+    try:
+        torch._assert_async(ok, message)  # NOTE: on the CPU, the C++ check of one element: no Python read of it
+    except RuntimeError:
+        raise ValueError(details()) from None
+
+
+def check_in_unit_interval(name, tensor):
+    """Every element in [0, 1] (a NaN is outside): probabilities and binary targets."""
+    if tensor.numel() == 0 or not values_are_checked(tensor):
+        return
+    low, high = torch.aminmax(tensor.detach())  # NOTE: one pass; a NaN makes both comparisons False, so it fails
+    assert_values((low >= 0) & (high <= 1), f"{name} must have every element in [0, 1]",
+                  lambda: unit_interval_details(name, tensor.detach()))
+
+
+def unit_interval_details(name, tensor):
+    outside = ~((tensor >= 0) & (tensor <= 1))  # NaN counts as outside
+    return (f"{name} must have every element in [0, 1], got {int(outside.sum())} outside, "
+            f"e.g. {tensor[outside][0].item()}")
 
 
 def is_vmapped(tensor):

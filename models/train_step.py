@@ -7,8 +7,6 @@ Python of every layer and ~40 small kernel launches (the batch's metric sums amo
 """
 import torch
 
-import manual_bp
-
 
 def can_capture(device, world_size, precision):
     """Whether a run's steps can be a CUDA graph: on CUDA, in one process (DDP's gradient all-reduce runs inside
@@ -68,9 +66,7 @@ class TrainStep:
         for parameter in self.parameters:
             parameter.grad = None  # NOTE: so the captured backward allocates each .grad in the graph's memory
         self.graph = torch.cuda.CUDAGraph()
-        # NOTE: reading values (label range checks) would synchronise, which capture forbids; the labels were
-        # checked when the data were loaded
-        with manual_bp.value_checks(False), torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph):
             loss, metrics = self.loss_fn(self.images, self.labels)
             loss.backward()
         self.outputs, self.grads = (loss.detach(), metrics.detach()), [p.grad for p in self.parameters]

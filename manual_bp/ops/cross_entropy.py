@@ -67,10 +67,10 @@ class CrossEntropyLossFunction(Function):
         if label_smoothing > 0:
             weighted = log_probs if weight is None else log_probs * class_view(weight, input, dim)
             smooth = only_counted(counted, -weighted.sum(dim))  # −Σ_c w_c·log p_c: (N, ...)
-        if reduction == "mean" and (counted is not None or weight is not None):
+        if reduction == "mean":
             # NOTE: each term is divided by Σ w_{y_i} on its own, as torch: all targets ignored (or their weights
             # summing to 0) then gives 0/0 = NaN even when the smoothing term alone would be x/0 = inf.
-            total = counted_total(counted, target, target_weight)
+            total = counted_total(counted, target_weight)
             if label_smoothing == 0:
                 return nll.sum() / total
             return (1 - label_smoothing) * (nll.sum() / total) + label_smoothing / classes * (smooth.sum() / total)
@@ -92,7 +92,7 @@ class CrossEntropyLossFunction(Function):
             dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
             counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
             # NOTE: divided by Σ w_{y_i} as it is, as in nll_loss.py (every weight 0: NaN; every target ignored: 0)
-            count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            count = counted_total(counted, target_weight) if ctx.reduction == "mean" else 1
             scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
             probs = torch.softmax(input, dim=dim)  # (N, C, d1, ..., dK)
             nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i
@@ -185,8 +185,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     check_index_target(input, target)
     if weight is not None:
         _checks.check_constant("weight", weight)
-    if not check_class_indices(target, input.shape[class_dim(input.dim())], ignore_index):
-        ignore_index = None  # NOTE: no target can be ignored: the Function then builds no masks (nll_loss.py)
+    check_class_indices(target, input.shape[class_dim(input.dim())], ignore_index)
     return CrossEntropyLossFunction.apply(input, target.long(), reduction, weight, ignore_index, label_smoothing)
 
 

@@ -26,25 +26,23 @@ def counted_targets(target, weight, ignore_index):
     """(counted, safe target, weight of each target): the class-index bookkeeping forward and backward share.
 
     NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by class 0 before any
-    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN. ignore_index=None
-    says the caller has seen every target and none is ignored (cross_entropy's value check): then counted is None
-    and no mask is built, which keeps the plain loss as cheap as one without the argument.
+    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN.
     """
-    counted = None if ignore_index is None else target != ignore_index  # (N, d1, ..., dK) bool
-    safe_target = target if counted is None else torch.where(counted, target, 0)
+    counted = target != ignore_index  # (N, d1, ..., dK) bool
+    safe_target = torch.where(counted, target, 0)
     target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
     return counted, safe_target, target_weight
 
 
 def only_counted(counted, per_sample):
     """per_sample with 0 where the target is ignored."""
-    return per_sample if counted is None else torch.where(counted, per_sample, 0)
+    return torch.where(counted, per_sample, 0)
 
 
-def counted_total(counted, target, target_weight):
+def counted_total(counted, target_weight):
     """The "mean" denominator: Σ_i w_{y_i} over the counted targets (their number if there are no weights)."""
     if target_weight is None:
-        return target.numel() if counted is None else counted.sum()
+        return counted.sum()
     return only_counted(counted, target_weight).sum()
 
 
@@ -63,7 +61,7 @@ class NLLLossFunction(Function):
         loss = only_counted(counted, -picked if weight is None else -picked * target_weight)  # ignored: 0
         if reduction != "mean":
             return reduce_loss(loss, reduction)
-        return loss.sum() / counted_total(counted, target, target_weight)  # NOTE: all ignored: 0/0 = NaN, as torch
+        return loss.sum() / counted_total(counted, target_weight)  # NOTE: all ignored: 0/0 = NaN, as torch
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -80,7 +78,7 @@ class NLLLossFunction(Function):
             counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
             # NOTE: divided by Σ w_{y_i} as it is, as torch: every target ignored gives 0 (the ignored terms are masked
             # after the division), every counted weight 0 gives NaN at the targets (0·(g/0)), both as torch's
-            count = counted_total(counted, target, target_weight) if ctx.reduction == "mean" else 1
+            count = counted_total(counted, target_weight) if ctx.reduction == "mean" else 1
             scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
             grad_picked = -(scale if weight is None else scale * target_weight)  # −w_{y_i} ⊙ ∂L/∂ℓ_i: (N, ...)
             # ∂L/∂X = −onehot(Y) ⊙ w_Y ⊙ ∂L/∂ℓ: the gradient lands on the target class only
@@ -124,22 +122,12 @@ def check_class_weight(weight, input):
 
 
 def check_class_indices(target, classes, ignore_index):
-    """Every target in [0, C) or equal to ignore_index; returns whether a target may equal ignore_index.
-
-    NOTE: one pass (aminmax) and one read of two numbers; the slower search for the offending value runs only when
-    the range is wrong. A target can equal ignore_index only if it lies within the targets' range; when the values
-    are not read (value_checks(False), torch.func, torch.compile) the answer is True.
-    """
-    if not _checks.values_are_inspectable(target) or target.numel() == 0:
-        return True
-    low, high = torch.stack(torch.aminmax(target)).tolist()
-    if low < 0 or high >= classes:
-        outside = ((target < 0) | (target >= classes)) & (target != ignore_index)
-        if outside.any():
-            bad = int(target[outside][0])
-            raise ValueError(f"target must hold class indices in [0, {classes - 1}] (C={classes}) or "
-                             f"ignore_index={ignore_index}, got {bad}")
-    return low <= ignore_index <= high
+    """Every target in [0, C) or equal to ignore_index (a device-side check on CUDA: _checks.assert_values)."""
+    if target.numel() == 0 or not _checks.values_are_checked(target):
+        return
+    valid = ((target >= 0) & (target < classes)) | (target == ignore_index)  # (N, d1, ..., dK) bool
+    message = f"target must hold class indices in [0, {classes - 1}] (C={classes}) or ignore_index={ignore_index}"
+    _checks.assert_values(valid.all(), message, lambda: f"{message}, got {int(target[~valid][0])}")
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
