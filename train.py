@@ -38,7 +38,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import concise
+from cli.errors import concise, value_error
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
                         resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
@@ -59,6 +59,8 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+# ... and "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
+logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
 HELP = """Without a subcommand: fit, then test the best checkpoint (configs/mnist.yaml, then any --config on top).
 List a class's arguments: --model.help MNISTClassifier, --data.help MNISTDataModule (or the class_path of another).
 Lightning's subcommands: python train.py fit|validate|test|predict --help."""
@@ -178,7 +180,7 @@ class ManualBPCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as error:  # an impossible value (negative lr, hidden size 0, ...): say which, then stop
-            self.parser.error(str(error))
+            self.parser.error(value_error(error, self.run_config()[0]))
 
     def fit_and_test(self):
         """Fit, then (unless interrupted) test the best checkpoint by validation accuracy."""

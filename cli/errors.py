@@ -1,9 +1,17 @@
 """One-line command-line errors for train.py: what is wrong with which option, and what would be right.
 
 jsonargparse reports a bad value inside a subclass-mode model as a nested union error of ten or more lines after
-ninety lines of usage; `concise` turns the common cases into one line (`--help` still has the usage).
+ninety lines of usage; `concise` turns the common cases into one line (`--help` still has the usage), and
+`value_error` names the option of a value that a class refused when it was made (a negative lr, ...).
 """
+import difflib
+import importlib
+import inspect
 import re
+
+from jsonargparse import Namespace
+
+from cli.resume import plain
 
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
@@ -14,10 +22,13 @@ def concise(message):
     option = "--" + ".".join(keys)
     given = re.search(r"Got value: (.*)|Given value: (.*)", message)
     value = next((group for group in given.groups() if group is not None), "").strip() if given else ""
-    if unknown := re.search(r"Option '([\w.]+)' is not accepted", message):
-        owner = re.search(r"class_path '[\w.]*?(\w+)'", message)
-        where = f" of {owner.group(1)} (list them: python train.py {option}.help {owner.group(1)})" if owner else ""
-        return f"{option}.{unknown.group(1)} is not an option{where}"
+    if unknown := re.search(r"Option '([\w.-]+)' is not accepted", message):
+        owner = re.search(r"class_path '([\w.]*?)(\w+)'", message)
+        if not owner:
+            return f"{option}.{unknown.group(1)} is not an option"
+        suggestion = did_you_mean(unknown.group(1), parameter_names(owner.group(1) + owner.group(2)), option + ".")
+        hint = suggestion or f" (list them: python train.py {option}.help {owner.group(2)})"
+        return f"{option}.{unknown.group(1)} is not an option of {owner.group(2)}{hint}"
     if choices := re.search(r"Expected a typing\.Literal\[(.*?)\]", message):
         allowed = ", ".join(choice.strip(" '\"") for choice in choices.group(1).split(","))
         return f"{option} must be one of {allowed}, got {value}"
@@ -26,3 +37,48 @@ def concise(message):
     if expected := re.search(r"Expected a <class '(int|float|bool|str)'>", message):
         return f"{option} must be {TYPE_NAMES[expected.group(1)]}, got {value}"
     return message
+
+
+def did_you_mean(name, options, prefix):
+    """'; did you mean --model.hidden_sizes?' for the options closest to a misspelt name ('' when none is close):
+    the whole dotted name first, else its last part."""
+    options = sorted(set(options))
+    scored = sorted(((difflib.SequenceMatcher(None, name, option).ratio(), option) for option in options),
+                    reverse=True)
+    if not scored or scored[0][0] < 0.75:
+        leaf = name.rsplit(".", 1)[-1]
+        scored = sorted(((difflib.SequenceMatcher(None, leaf, option.rsplit(".", 1)[-1]).ratio(), option)
+                         for option in options), reverse=True)
+    if not scored or scored[0][0] < 0.75:
+        return ""
+    best = [prefix + option for score, option in scored if score == scored[0][0]][:3]
+    return f"; did you mean {' or '.join(best)}?"
+
+
+def parameter_names(class_path):
+    """The arguments of the class at class_path (the options under --model. or --data. when it is named there)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
+def value_error(error, config):
+    """The message of a ValueError that a class raised while the config was made into objects ("lr must be > 0, got
+    -0.1"), naming the option (--model.lr) when one argument of one section has that name and value."""
+    while isinstance(error.__cause__ or error.__context__, ValueError):  # jsonargparse wraps it in its union error
+        error = error.__cause__ or error.__context__
+    message = str(error)
+    named = re.match(r"(\w+) must .*?(?:, got (.*))?$", message)
+    if not named:
+        return message
+    name, given = named.groups()
+    found = []
+    for section, value in vars(config).items():
+        arguments = value.get("init_args", value) if isinstance(value, Namespace) else None
+        if isinstance(arguments, Namespace) and name in arguments:
+            found.append((section, plain(arguments[name])))
+    if len(found) > 1 and given is not None:  # grad_check and layer_stats both have every_n_steps: the one given
+        found = [(section, value) for section, value in found if str(value) == given]
+    return f"--{found[0][0]}.{message}" if len(found) == 1 else message

@@ -41,6 +41,19 @@ def test_a_bad_option_is_one_line_naming_it(args, hint):
     assert len(run.stderr.splitlines()) == 2, run.stderr
 
 
+@pytest.mark.parametrize("args,line", [
+    (["--model.hidden_sizes", "[0]"], "--model.hidden_sizes must be a non-empty list of positive integers, got [0]"),
+    (["--model.lr", "-0.1"], "--model.lr must be > 0, got -0.1"),
+    (["--data.data-dir", "x"], "--data.data-dir is not an option of MNISTDataModule; did you mean --data.data_dir?"),
+])
+def test_an_impossible_value_is_one_line_naming_the_option_expected_and_given(args, line, tmp_path):
+    # in a process of its own: Lightning's own lines (its seed line, ...) are on the stderr counted here
+    run = train_py("--data.data_dir", "nowhere", "--data.download", "false", *args, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [f"error: {line}", "(python train.py --help lists the options)"], run.stderr
+    assert run.stdout == "" and list(tmp_path.iterdir()) == []  # nothing written
+
+
 def test_help_says_what_runs_without_a_subcommand_and_how_to_list_the_arguments():
     run = train_py("--help")
     assert run.returncode == 0
