@@ -38,7 +38,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import concise, value_error
+from cli.errors import concise, option_names, value_error
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
                         resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
@@ -72,7 +72,9 @@ class ConciseParser(LightningArgumentParser):
     def error(self, message, ex=None):
         if not self.exit_on_error:
             return super().error(message, ex)
-        sys.stderr.write(f"error: {concise(message)}\n(python train.py --help lists the options)\n")
+        # NOTE: the option names only for an unknown option: then the defaults (configs/mnist.yaml) are sound
+        options = option_names(self.get_defaults()) if message.startswith("unrecognized arguments") else ()
+        sys.stderr.write(f"error: {concise(message, options)}\n(python train.py --help lists the options)\n")
         sys.exit(2)
 
 

@@ -16,8 +16,11 @@ from cli.resume import plain
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
-def concise(message):
-    """The jsonargparse error `message` as one line naming the option, or the message itself if not recognised."""
+def concise(message, options=()):
+    """The jsonargparse error `message` as one line naming the option, or the message itself if not recognised.
+
+    options: the parser's option names (`trainer.max_epochs`, `model.lr`, ...), to suggest one for a misspelt name.
+    """
     keys = re.findall(r'Parser key "([^"]+)"', message)
     option = "--" + ".".join(keys)
     given = re.search(r"Got value: (.*)|Given value: (.*)", message)
@@ -29,6 +32,9 @@ def concise(message):
         suggestion = did_you_mean(unknown.group(1), parameter_names(owner.group(1) + owner.group(2)), option + ".")
         hint = suggestion or f" (list them: python train.py {option}.help {owner.group(2)})"
         return f"{option}.{unknown.group(1)} is not an option of {owner.group(2)}{hint}"
+    if unrecognized := re.match(r"unrecognized arguments: (.*)", message):
+        names = [token.split("=")[0] for token in unrecognized.group(1).split() if re.match(r"--?[A-Za-z]", token)]
+        return "; ".join(f"{name} is not an option{did_you_mean(name.lstrip('-'), options, '--')}" for name in names)
     if choices := re.search(r"Expected a typing\.Literal\[(.*?)\]", message):
         allowed = ", ".join(choice.strip(" '\"") for choice in choices.group(1).split(","))
         return f"{option} must be one of {allowed}, got {value}"
@@ -40,8 +46,8 @@ def concise(message):
 
 
 def did_you_mean(name, options, prefix):
-    """'; did you mean --model.hidden_sizes?' for the options closest to a misspelt name ('' when none is close):
-    the whole dotted name first, else its last part."""
+    """'; did you mean --trainer.max_epochs?' for the options closest to a misspelt name ('' when none is close):
+    the whole dotted name first, else its last part (`--max_epochs` -> `--trainer.max_epochs`)."""
     options = sorted(set(options))
     scored = sorted(((difflib.SequenceMatcher(None, name, option).ratio(), option) for option in options),
                     reverse=True)
@@ -62,6 +68,12 @@ def parameter_names(class_path):
         return list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
+
+
+def option_names(defaults):
+    """The option names of a parser's defaults (a Namespace): `trainer.max_epochs`, `model.lr` (init_args left out)."""
+    return [key.replace(".init_args.", ".") for key in defaults.keys()
+            if not key.startswith("__") and not key.endswith(".class_path")]
 
 
 def value_error(error, config):

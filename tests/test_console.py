@@ -31,14 +31,19 @@ def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_
     (["--model.hidden_sizes", "800"], "--model.hidden_sizes must be a list such as [800], got 800"),
     (["--model.activation", "softplus"], "--model.activation must be one of relu, sigmoid, tanh, got softplus"),
     (["--model.lr", "fast"], "--model.lr must be a number, got fast"),
-    (["--model.no_such_key", "1"], "--model.no_such_key is not an option of MNISTClassifier"),
-    (["--trainer.max_epoch", "3"], "unrecognized arguments: --trainer.max_epoch 3"),  # no silent prefix match
+    (["--model.no_such_key", "1"], "--model.no_such_key is not an option of MNISTClassifier (list them: python "
+                                   "train.py --model.help MNISTClassifier)"),
+    (["--model.hiden_sizes", "[8]"], "--model.hiden_sizes is not an option of MNISTClassifier; did you mean "
+                                     "--model.hidden_sizes?"),
+    # no silent prefix match of --trainer.max_epochs, and a suggestion for a section's option or a bare name
+    (["--trainer.max_epoch", "3"], "--trainer.max_epoch is not an option; did you mean --trainer.max_epochs?"),
+    (["--max_epochs", "3"], "--max_epochs is not an option; did you mean --trainer.max_epochs?"),
+    (["--trainer.no_such_key", "3"], "--trainer.no_such_key is not an option"),
 ])
 def test_a_bad_option_is_one_line_naming_it(args, hint):
     run = train_py(*args, "--print_config")
     assert run.returncode == 2
-    assert run.stderr.startswith(f"error: {hint}"), run.stderr
-    assert len(run.stderr.splitlines()) == 2, run.stderr
+    assert run.stderr.splitlines() == [f"error: {hint}", "(python train.py --help lists the options)"], run.stderr
 
 
 @pytest.mark.parametrize("args,line", [
