@@ -125,51 +125,54 @@ class StopOnNonFinite(pl.Callback):
     """Stops training at the first NaN or infinite gradient, before the optimizer applies it, so every checkpoint on
     disk holds finite weights. The error names the step and the likely cause.
 
-    On the CPU the sum of all gradients is read every step. On a GPU reading it would make the host wait for every step;
-    there the check stays on the device: a flag that sticks from the first non-finite step on is handed to the fused
-    optimizer as `found_inf` (as torch.amp.GradScaler does), so the device skips every update from that step on, and
-    the host reads the flag every `log_every_n_steps` and at each epoch's last batch.
+    Every step, one kernel looks at every gradient element and sets a flag that sticks from the first non-finite
+    step on (torch.amp.GradScaler's check, with a scale of 1). On the CPU the flag is read at once. On a GPU reading
+    it would make the host wait for every step; there the flag stays on the device and is handed to the fused
+    optimizer as `found_inf` (as GradScaler does), so the device skips every update from that step on, and the host
+    reads it every `log_every_n_steps` and at each epoch's last batch (an optimizer without a fused kernel: at once).
     """
 
     def __init__(self):
-        self.first_bad_step = None  # on a GPU: the global step of the first non-finite gradient, -1 while none
+        self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
+        self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if not grads:
             return
-        # NOTE: a NaN or ±inf anywhere makes the sum of all gradient elements NaN or ±inf: one read of each
-        # gradient, half the time of a norm (which squares); the n sums stacked and summed once (n + 2 kernels where
-        # adding them one by one takes 2n). Summed in float32 at least: float16 gradients of one sign overflow its
-        # 65504 as a sum long before any element is large. (A float32 sum beyond 3e38 would stop training too; no
-        # trainable run has such gradients.)
-        sums = torch.stack([grad.sum(dtype=torch.promote_types(grad.dtype, torch.float32)) for grad in grads])
-        finite = torch.isfinite(sums.sum())
-        if not finite.is_cuda or not all(group.get("fused") for group in optimizer.param_groups):
-            if not finite:
+        device = grads[0].device
+        if self.found_inf is None or self.found_inf.device != device:
+            self.found_inf, self.one = torch.zeros((), device=device), torch.ones((), device=device)
+        # NOTE: an elementwise test in each gradient's own dtype (no sum that could overflow float16); the gradients
+        # are multiplied by 1, which leaves every value as it was
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, self.found_inf, self.one)
+        if device.type != "cuda" or not all(group.get("fused") for group in optimizer.param_groups):
+            if self.found_inf.item():  # NOTE: on the CPU a read of memory, not a wait
+                self.found_inf.zero_()
                 raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
             return
-        if self.first_bad_step is None:
-            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=finite.device)
-        self.first_bad_step = torch.where(~finite & (self.first_bad_step < 0), trainer.global_step, self.first_bad_step)
-        optimizer.found_inf = (self.first_bad_step >= 0).float()  # NOTE: read by the fused step, which then skips
+        if self.flagged_steps is None:
+            self.flagged_steps = torch.zeros((), dtype=torch.long, device=device)
+        self.flagged_steps.add_(self.found_inf.long())
+        optimizer.found_inf = self.found_inf  # NOTE: read by the fused step, which then skips
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.first_bad_step is not None and (trainer.global_step % trainer.log_every_n_steps == 0
-                                                or trainer.is_last_batch or trainer.global_step == trainer.max_steps):
+        if self.flagged_steps is not None and (trainer.global_step % trainer.log_every_n_steps == 0
+                                               or trainer.is_last_batch or trainer.global_step == trainer.max_steps):
             self._raise_if_bad(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
-        if self.first_bad_step is not None:
+        if self.flagged_steps is not None:
             self._raise_if_bad(trainer, pl_module)
         for optimizer in trainer.optimizers:
             if hasattr(optimizer, "found_inf"):
                 del optimizer.found_inf
 
     def _raise_if_bad(self, trainer, pl_module):
-        step = int(self.first_bad_step)  # NOTE: the one host read, every log_every_n_steps
-        if step >= 0:
-            raise non_finite_error(trainer, pl_module, "the gradient", step)
+        flagged = int(self.flagged_steps)  # NOTE: the one host read, every log_every_n_steps
+        if flagged:
+            # the flag was set on the last `flagged` steps done: the first of them is step global_step − flagged
+            raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step - flagged)
 
 
 def non_finite_error(trainer, pl_module, what, step):

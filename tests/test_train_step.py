@@ -194,10 +194,10 @@ def test_the_non_finite_check_finds_one_bad_element_in_any_gradient(bad):
             StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
 
 
-def test_the_non_finite_check_sums_float16_gradients_in_float32():
+def test_the_non_finite_check_of_float16_gradients_cannot_overflow():
     model = MNISTClassifier(hidden_sizes=(128,)).half()
     for parameter in model.parameters():
-        parameter.grad = torch.ones_like(parameter)  # 101,770 ones: a float16 sum would overflow 65504 to inf
+        parameter.grad = torch.ones_like(parameter)  # 101,770 ones: a float16 sum of them would overflow 65504 to inf
     trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
     StopOnNonFinite().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
 
