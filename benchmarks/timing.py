@@ -22,3 +22,15 @@ class EpochTimer(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         synchronize(pl_module.device)
         EpochTimer.seconds.append(time.perf_counter() - self.start)
+
+
+class Without(pl.Callback):
+    """Takes the callbacks of the named classes out of the trainer at setup (benchmarks/host_time.py: what each
+    callback costs a step)."""
+
+    def __init__(self, names: list = ()):
+        self.names = set(names)
+
+    def setup(self, trainer, pl_module, stage):
+        trainer.callbacks[:] = [callback for callback in trainer.callbacks
+                                if type(callback).__name__ not in self.names]

@@ -1,0 +1,125 @@
+"""Host time of a training step: train.py against a thin Lightning module, and what each per-step callback costs.
+
+    python -m benchmarks.host_time --data_dir ../shared/datasets/mnist [--rounds 3] [--hidden 16]
+
+With a tiny network (hidden [16]) a CPU step is nearly all host time (Python: Lightning's loop, the hooks, the
+layers' Functions, the optimizer), the part of a step that a GPU does not speed up. Every variant runs in a fresh
+process and times the second of two training epochs (no validation); rounds alternate the variants, and each figure
+is the minimum over the rounds (the least disturbed run). Variants:
+
+- thin: a LightningModule as in Lightning's examples: torch.nn layers, automatic optimization, the loss returned,
+  fused Adam, on the same on-device batches (models.data.MNISTDataModule), no callbacks, no logger.
+- train.py: `python train.py fit` with the default config and `--model.hidden_sizes [16]`.
+- train.py without X: the same with the callback X taken out (a benchmark-only callback removes it at setup).
+- train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = len(range(0, 55000, 128))  # the training batches of an epoch at batch size 128
+# callback class names train.py adds (per step: on_train_batch_start/end, on_before_optimizer_step)
+CALLBACKS = ("StopOnNonFinite", "GradientStatistics", "NativeGradientCheck", "LayerStatistics", "LearningRateMonitor",
+             "ModelCheckpoint", "GracefulInterrupt", "EpochSummary", "RandomState", "FollowMovedRunFolder",
+             "TestReport")
+
+EPOCH_SCRIPT = """
+import json, sys, tempfile, warnings
+warnings.filterwarnings("ignore")
+import torch
+from benchmarks.host_time import thin_epoch
+from benchmarks.run import train_py_epoch
+data_dir, variant, hidden, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+if variant == "thin":
+    seconds = thin_epoch(data_dir, hidden)
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"), extra=["--model.hidden_sizes", hidden, *extra])
+print("EPOCH", json.dumps(seconds))
+"""
+
+
+def thin_epoch(data_dir, hidden):
+    """Seconds of the second training epoch of the thin module (see the module docstring)."""
+    import pytorch_lightning as pl
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks.timing import EpochTimer
+    from models.data import MNISTDataModule
+    from models.mlp import build_mlp
+
+    class ThinModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = build_mlp(784, tuple(json.loads(hidden)), 10, "relu", "native")
+
+        def training_step(self, batch, batch_idx):
+            images, labels = batch
+            return F.cross_entropy(self.net(images.flatten(1)), labels)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
+
+    EpochTimer.seconds.clear()
+    trainer = pl.Trainer(max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[EpochTimer()],
+                         accelerator="cpu", devices=1)
+    trainer.fit(ThinModule(), datamodule=MNISTDataModule(data_dir, download=False))
+    return EpochTimer.seconds[-1]
+
+
+def variants():
+    """{name: (variant, train.py arguments)}."""
+    out = {"thin": ("thin", []), "train.py": ("train", [])}
+    for name in CALLBACKS:
+        if name != "TestReport":  # NOTE: test-time only
+            out[f"train.py without {name}"] = ("train", ["--trainer.callbacks+=benchmarks.timing.Without",
+                                                         f"--trainer.callbacks.names=[{name}]"])
+    out["train.py without all of them"] = ("train", ["--trainer.callbacks+=benchmarks.timing.Without",
+                                                     f"--trainer.callbacks.names=[{', '.join(CALLBACKS)}]"])
+    out["train.py, native layers"] = ("train", ["--model.backend", "native"])
+    return out
+
+
+def epoch_seconds(data_dir, variant, hidden, extra):
+    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(data_dir), variant, hidden, *extra], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCH ")]
+    if result.returncode or not lines:
+        raise RuntimeError(f"{variant} {extra} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("EPOCH "))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden", default="[16]", help="--model.hidden_sizes of every variant")
+    parser.add_argument("--only", nargs="*", help="only these variants (names as printed)")
+    args = parser.parse_args(argv)
+    table = {name: spec for name, spec in variants().items() if not args.only or name in args.only}
+    seconds = {name: [] for name in table}
+    for number in range(args.rounds):
+        names = list(table) if number % 2 == 0 else list(reversed(table))
+        for name in names:
+            variant, extra = table[name]
+            seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, extra))
+            print(f"round {number + 1} {name}: {seconds[name][-1]:.3f} s", file=sys.stderr, flush=True)
+    best = {name: min(values) for name, values in seconds.items()}
+    reference = best.get("train.py")
+    print(f"\nCPU host time of a training step, hidden {args.hidden}, min of {args.rounds} fresh processes:")
+    print(f"{'variant':<42}{'epoch s':>9}{'ms/step':>9}{'vs thin':>9}{'saved ms/step':>15}")
+    for name, value in best.items():
+        vs_thin = f"{value / best['thin']:.2f}" if "thin" in best else ""
+        saved = f"{(reference - value) / STEPS * 1e3:.3f}" if reference and name.startswith("train.py ") else ""
+        print(f"{name:<42}{value:>9.3f}{value / STEPS * 1e3:>9.3f}{vs_thin:>9}{saved:>15}")
+    return best
+
+
+if __name__ == "__main__":
+    main()
