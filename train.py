@@ -35,10 +35,10 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import concise, option_names, value_error
+from cli.errors import AcceleratorError, check_accelerator, concise, option_names, value_error
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
                         resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
@@ -133,6 +133,7 @@ class ManualBPCLI(LightningCLI):
         # NOTE: here, before anything is written, and before LightningCLI's `fit --ckpt_path` silently replaces the
         # model settings given with the checkpoint's
         config, fitting = self.run_config()
+        check_accelerator(config.trainer.get("accelerator"))
         path = config.get("ckpt_path")
         if path == "hpc" or path is None:
             path = hpc_checkpoint(config, path)
@@ -183,6 +184,8 @@ class ManualBPCLI(LightningCLI):
             super().instantiate_classes()
         except ValueError as error:  # an impossible value (negative lr, hidden size 0, ...): say which, then stop
             self.parser.error(value_error(error, self.run_config()[0]))
+        except MisconfigurationException as error:  # Lightning's: a Trainer or callback setting it cannot use
+            self.parser.error(str(error))
 
     def fit_and_test(self):
         """Fit, then (unless interrupted) test the best checkpoint by validation accuracy."""
@@ -234,7 +237,7 @@ def cli_main(args=None):
                           parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
         if not subcommand:
             cli.fit_and_test()
-    except (ResumeError, RunFolderError) as error:
+    except (AcceleratorError, ResumeError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except (NonFiniteLossError, CheckpointWriteError, DataFileError) as error:

@@ -10,8 +10,29 @@ import inspect
 import re
 
 from jsonargparse import Namespace
+from pytorch_lightning.accelerators import CUDAAccelerator, MPSAccelerator
 
 from cli.resume import plain
+
+GPU_ACCELERATORS = ("gpu", "cuda", "mps")
+
+
+class AcceleratorError(ValueError):
+    """The Trainer's accelerator names a device this machine does not have (one line, train.py: exit 2)."""
+
+
+def check_accelerator(accelerator):
+    """An AcceleratorError when `accelerator` (trainer.accelerator, a name) asks for a GPU and there is none, before
+    Lightning's thirty-line traceback from inside the Trainer."""
+    if not isinstance(accelerator, str) or accelerator.lower() not in GPU_ACCELERATORS:
+        return
+    available = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available()}
+    if available.get(accelerator.lower(), any(available.values())):
+        return
+    kind = "CUDA GPU" if accelerator.lower() == "cuda" else "Apple GPU (MPS)" if accelerator.lower() == "mps" else "GPU"
+    raise AcceleratorError(f"--trainer.accelerator {accelerator}: no {kind} is available on this machine; use "
+                           "--trainer.accelerator cpu, or auto (a GPU where there is one, else the CPU)")
+
 
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 

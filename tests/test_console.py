@@ -1,4 +1,5 @@
 """What a user sees: the console of a run through a pipe, one-line errors, the help, a missing data folder."""
+import os
 import subprocess
 import sys
 
@@ -9,9 +10,9 @@ from tests.helpers import ROOT, cli_args
 FOREIGN = ("Tip:", "litlogger", "LeafSpec", "args parameter", "it/s]", "Traceback")
 
 
-def train_py(*args, cwd=ROOT):
+def train_py(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_path):
@@ -57,6 +58,16 @@ def test_an_impossible_value_is_one_line_naming_the_option_expected_and_given(ar
     assert run.returncode == 2
     assert run.stderr.splitlines() == [f"error: {line}", "(python train.py --help lists the options)"], run.stderr
     assert run.stdout == "" and list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_saying_what_to_use(tmp_path):
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # NOTE: no GPU for this process, on any machine
+    run = train_py("--data.data_dir", str(ROOT / "tests" / "data" / "mnist_slice"), "--trainer.accelerator", "gpu",
+                   cwd=tmp_path, env=no_gpu)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == ["error: --trainer.accelerator gpu: no GPU is available on this machine; use "
+                                       "--trainer.accelerator cpu, or auto (a GPU where there is one, else the CPU)"]
+    assert run.stdout == "" and list(tmp_path.iterdir()) == []
 
 
 def test_help_says_what_runs_without_a_subcommand_and_how_to_list_the_arguments():
