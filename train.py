@@ -33,7 +33,7 @@ from typing import Optional
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
@@ -61,6 +61,9 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 # ... and "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
 logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
+# what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger
+NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
+                  SaveConfigCallback)
 HELP = """Without a subcommand: fit, then test the best checkpoint (configs/mnist.yaml, then any --config on top).
 List a class's arguments: --model.help MNISTClassifier, --data.help MNISTDataModule (or the class_path of another).
 Lightning's subcommands: python train.py fit|validate|test|predict --help."""
@@ -89,6 +92,7 @@ class ManualBPCLI(LightningCLI):
 
     def __init__(self, *args, run=True, **kwargs):
         self.fit_then_test = not run
+        self.argv = list(sys.argv[1:] if kwargs.get("args") is None else kwargs["args"])
         self.resumed_logger = None  # the logger's init_args when a fit continues in its checkpoint's run folder
         super().__init__(*args, run=run, **kwargs)
 
@@ -173,11 +177,24 @@ class ManualBPCLI(LightningCLI):
             # NOTE: SIGTERM is this project's (GracefulInterrupt, then --ckpt_path); Lightning's requeue on SIGUSR1
             # would write hpc_ckpt_N.ckpt files that a later run loads unchecked
             environment.auto_requeue = False
+        if self.trainer.logger is None:
+            self.without_logger()
         if self.resumed_logger is not None:
             # NOTE: the run's config.yaml keeps saying how the run starts (no version, no ckpt_path), so `--config`
             # with it alone still starts a new run; the objects were made from the values above
             self.resumed_logger.version = None
             self.run_config()[0].ckpt_path = None
+
+    def without_logger(self):
+        """--trainer.logger false: no TensorBoard and no run folder. Left out: the callbacks that only feed TensorBoard
+        (LearningRateMonitor would refuse to start without a logger), and the config.yaml that would be written into
+        the working directory, where the next run would refuse to overwrite it. Checkpoints go where Lightning puts
+        them (trainer.default_root_dir/checkpoints); a stop prints this same command line with --ckpt_path."""
+        self.trainer.callbacks = [callback for callback in self.trainer.callbacks
+                                  if not isinstance(callback, NEEDS_A_LOGGER)]
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, GracefulInterrupt):
+                callback.resume_command = rerun_command(self.argv)
 
     def instantiate_classes(self):
         try:
@@ -196,6 +213,17 @@ class ManualBPCLI(LightningCLI):
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         if results and self.trainer.is_global_zero:
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
+
+
+def rerun_command(argv):
+    """The command line argv again, resuming from "{checkpoint}" (a GracefulInterrupt resume_command)."""
+    kept, skip = [], False
+    for arg in argv:
+        if not skip and arg != "--ckpt_path" and not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+        skip = arg == "--ckpt_path"
+    command = shlex.join(["python", "train.py", *kept]).replace("{", "{{").replace("}", "}}")
+    return command + " --ckpt_path {checkpoint}"
 
 
 def no_space_message(error, trainer):

@@ -103,6 +103,33 @@ def test_under_slurm_a_stray_hpc_checkpoint_is_not_loaded_unchecked(mnist_slice,
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_run_without_a_logger_trains_and_leaves_only_its_checkpoints_so_it_runs_again(mnist_slice, tmp_path,
+                                                                                        capsys, monkeypatch):
+    # NOTE: --trainer.logger false: nothing for TensorBoard (LearningRateMonitor would refuse to start), and no
+    # config.yaml in the working directory (the next run would refuse to overwrite it)
+    monkeypatch.chdir(tmp_path)
+    args = ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.train_subset", "640",
+            "--model.hidden_sizes", "[16]", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.logger", "false"]
+    for _ in range(2):
+        cli = cli_main(args)
+        out = capsys.readouterr().out.splitlines()
+        assert [line.split("  ")[0] for line in out if line.startswith("epoch ")] == ["epoch 1/1"], out
+        assert out[-1].startswith("test accuracy: ") and out[-1].endswith(f"({tmp_path}/checkpoints/best-epoch00.ckpt)")
+        assert cli.trainer.logger is None
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints"]
+        assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best-epoch00.ckpt", "last.ckpt"]
+
+
+def test_the_resume_command_of_a_run_without_a_logger_is_its_own_command_line():
+    from train import rerun_command
+    command = rerun_command(["--trainer.logger", "false", "--model.hidden_sizes", "[8]", "--ckpt_path", "old.ckpt",
+                             "--trainer.callbacks+={\"class_path\": \"A\"}"])
+    assert command.format(checkpoint="'my runs/last.ckpt'") == (
+        "python train.py --trainer.logger false --model.hidden_sizes '[8]' "
+        "'--trainer.callbacks+={\"class_path\": \"A\"}' --ckpt_path 'my runs/last.ckpt'")
+
+
 @pytest.mark.slow
 def test_tensorboard_events_on_a_full_disk_end_in_two_lines_with_the_resume_command(mnist_slice, tmpfs, tmp_path):
     # the run folder (events, config.yaml) on a small disk that the events fill; the checkpoints on another
