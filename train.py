@@ -121,8 +121,6 @@ class ManualBPCLI(LightningCLI):
         parser.add_lightning_class_args(TestReport, "test_report")
         parser.set_defaults({"test_report.not_hyperparameters": list(SETTINGS)})
         parser.add_lightning_class_args(EpochSummary, "epoch_summary")
-        # the progress bar on a terminal; in a pipe or a log file only EpochSummary's lines
-        parser.set_defaults({"trainer.enable_progress_bar": sys.stdout.isatty()})
         if self.fit_then_test:  # the fit subcommand has its own --ckpt_path (Trainer.fit's argument)
             parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                                 help="Resume training from this checkpoint (a run's checkpoints/last.ckpt).")
@@ -195,6 +193,15 @@ class ManualBPCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, GracefulInterrupt):
                 callback.resume_command = rerun_command(self.argv)
+
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer, with what is decided when it runs, not written into the run's config.yaml (which a resume
+        reads, perhaps elsewhere): where trainer.enable_progress_bar is null (the default), the progress bar on a
+        terminal, and in a pipe or a log file only EpochSummary's lines."""
+        trainer = (self.config_init[self.subcommand] if self.subcommand else self.config_init).trainer
+        if trainer.get("enable_progress_bar") is None:
+            kwargs.setdefault("enable_progress_bar", sys.stdout.isatty())
+        return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self):
         try:

@@ -114,3 +114,15 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     assert sorted({tag.split("/")[0] for tag in tags})[:2] == ["acc", "loss"]
     assert (tmp_path / "mnist" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_the_saved_config_leaves_the_progress_bar_to_the_run_that_reads_it(mnist_slice, tmp_path, capsys):
+    # NOTE: null, decided when a run starts (a bar on a terminal only): a value computed here would be pinned into
+    # the config.yaml that a resume reads, perhaps through a pipe
+    args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "320", "--trainer.max_epochs", "1")
+    at = args.index("--trainer.enable_progress_bar")
+    cli = cli_main(args[:at] + args[at + 2:])
+    config = yaml.safe_load((tmp_path / "mnist" / "version_0" / "config.yaml").read_text())
+    assert config["trainer"]["enable_progress_bar"] is None
+    assert cli.trainer.progress_bar_callback is None  # this process's stdout is not a terminal
+    assert "it/s" not in "".join(capsys.readouterr())

@@ -1,9 +1,14 @@
 """What a user sees: the console of a run through a pipe, one-line errors, the help, a missing data folder."""
+import fcntl
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT, cli_args
 
@@ -13,6 +18,26 @@ FOREIGN = ("Tip:", "litlogger", "LeafSpec", "args parameter", "it/s]", "Tracebac
 def train_py(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
+
+
+def train_py_on_a_terminal(*args, cwd):
+    """train.py with its stdout and stderr on a terminal of 120 columns (a pseudo-terminal): (exit status, output)."""
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 1 << 16)
+        except OSError:  # EIO: every process holding the terminal has closed it
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return process.wait(timeout=300), b"".join(chunks).decode(errors="replace")
 
 
 def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_path):
@@ -26,6 +51,24 @@ def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_
     assert "test accuracy:" in run.stdout
     for text in FOREIGN:
         assert text not in run.stdout + run.stderr, text
+
+
+@pytest.mark.slow
+def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames(tmp_path):
+    args = ["--data.data_dir", str(ROOT / "tests" / "data" / "mnist_slice"), "--data.val_size", "500",
+            "--data.train_subset", "640", "--data.download", "false", "--model.hidden_sizes", "[16]",
+            "--model.lr_schedule", "none", "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir",
+            str(tmp_path)]
+    status, output = train_py_on_a_terminal(*args, cwd=tmp_path)
+    assert status == 0, output[-3000:]
+    assert "it/s]" in output  # the progress bar, on the terminal
+    run_dir = tmp_path / "mnist" / "version_0"
+    resumed = train_py("--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                       str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [line.split("  ")[0] for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == ["epoch 2/2"]
+    for frame in ("\r", "it/s", "%|"):  # a bar's frames, each redrawn over the last with a carriage return
+        assert frame not in resumed.stdout + resumed.stderr, (frame, resumed.stdout, resumed.stderr)
 
 
 @pytest.mark.parametrize("args,hint", [
