@@ -32,7 +32,7 @@ from typing import Optional
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -43,7 +43,7 @@ from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_
                         resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
-from models.console import EpochSummary
+from models.console import EpochProgressBar, EpochSummary
 from models.data import DataSplitError
 from models.idx import DataFileError, DataNotFoundError
 from models.reliability import (GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite,
@@ -197,10 +197,16 @@ class ManualBPCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         """The Trainer, with what is decided when it runs, not written into the run's config.yaml (which a resume
         reads, perhaps elsewhere): where trainer.enable_progress_bar is null (the default), the progress bar on a
-        terminal, and in a pipe or a log file only EpochSummary's lines."""
+        terminal, and in a pipe or a log file only EpochSummary's lines; the progress bar's class."""
         trainer = (self.config_init[self.subcommand] if self.subcommand else self.config_init).trainer
         if trainer.get("enable_progress_bar") is None:
             kwargs.setdefault("enable_progress_bar", sys.stdout.isatty())
+        callbacks = trainer.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        # the bar as the epoch lines count: "epoch 1/12" (unless a config names a progress bar of its own)
+        if kwargs.get("enable_progress_bar", trainer.get("enable_progress_bar")) is not False and not any(
+                isinstance(callback, ProgressBar) for callback in callbacks):
+            kwargs["callbacks"] = callbacks + [EpochProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self):

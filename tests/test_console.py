@@ -2,6 +2,7 @@
 import fcntl
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import termios
 import pytest
 import yaml
 
-from tests.helpers import ROOT, cli_args
+from models.console import EpochProgressBar, EpochSummary
+from tests.helpers import ROOT, cli_args, fit
 
 FOREIGN = ("Tip:", "litlogger", "LeafSpec", "args parameter", "it/s]", "Traceback")
 
@@ -53,6 +55,18 @@ def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_
         assert text not in run.stdout + run.stderr, text
 
 
+def test_the_progress_bar_counts_epochs_as_the_epoch_lines(mnist_slice, capsys):
+    fit(mnist_slice, {"hidden_sizes": (8,)}, [EpochSummary(), EpochProgressBar()], max_epochs=2,
+        limit_train_batches=3, limit_val_batches=1, enable_progress_bar=True)
+    out = capsys.readouterr().out
+    frames = [frame for frame in re.split(r"[\r\n]+", out)
+              if "it/s" in frame and not frame.startswith(("Sanity Checking", "Validation"))]
+    assert {frame.split(":")[0] for frame in frames} == {"epoch 1/2", "epoch 2/2"}, frames
+    assert frames[-1].startswith("epoch 2/2: 100%|")
+    assert [line.split("  ")[0] for line in re.split(r"[\r\n]+", out) if "train loss" in line] == ["epoch 1/2",
+                                                                                                   "epoch 2/2"]
+
+
 @pytest.mark.slow
 def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames(tmp_path):
     args = ["--data.data_dir", str(ROOT / "tests" / "data" / "mnist_slice"), "--data.val_size", "500",
@@ -61,7 +75,10 @@ def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames
             str(tmp_path)]
     status, output = train_py_on_a_terminal(*args, cwd=tmp_path)
     assert status == 0, output[-3000:]
-    assert "it/s]" in output  # the progress bar, on the terminal
+    assert "it/s]" in output  # the progress bar, on the terminal, named as the epoch line
+    lines = re.split(r"[\r\n]+", output)
+    assert any(line.startswith("epoch 1/1: 100%|") for line in lines) and "Epoch" not in output, output[-3000:]
+    assert [line.split("  ")[0] for line in lines if " train loss " in line] == ["epoch 1/1"]
     run_dir = tmp_path / "mnist" / "version_0"
     resumed = train_py("--config", str(run_dir / "config.yaml"), "--ckpt_path",
                        str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2", cwd=tmp_path)
