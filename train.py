@@ -32,7 +32,7 @@ from typing import Optional
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -43,7 +43,7 @@ from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_
                         resume_checkpoint)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
-from models.console import EpochProgressBar, EpochSummary
+from models.console import EpochProgressBar, EpochSummary, LayerTable
 from models.data import DataSplitError
 from models.idx import DataFileError, DataNotFoundError
 from models.reliability import (GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite,
@@ -56,11 +56,17 @@ RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"
 # NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
 # step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+# ... and a resume from such a checkpoint continues at the batch it stopped after: MNISTDataModule's state_dict holds
+# the position in the epoch, so Lightning's "dataloader is not resumable" does not apply
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 # ... and "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
 logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
+# ... and "GPU available: False", "TPU available: False": where there is a GPU, whether it is used stays
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: not record.getMessage().startswith(("GPU available: False", "TPU available: False")))
 # what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger
 NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
                   SaveConfigCallback)
@@ -197,16 +203,22 @@ class ManualBPCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         """The Trainer, with what is decided when it runs, not written into the run's config.yaml (which a resume
         reads, perhaps elsewhere): where trainer.enable_progress_bar is null (the default), the progress bar on a
-        terminal, and in a pipe or a log file only EpochSummary's lines; the progress bar's class."""
+        terminal, and in a pipe or a log file only EpochSummary's lines; the progress bar's and model summary's classes."""
         trainer = (self.config_init[self.subcommand] if self.subcommand else self.config_init).trainer
         if trainer.get("enable_progress_bar") is None:
             kwargs.setdefault("enable_progress_bar", sys.stdout.isatty())
         callbacks = trainer.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
-        # the bar as the epoch lines count: "epoch 1/12" (unless a config names a progress bar of its own)
+        # the bar as the epoch lines count: "epoch 1/12", and the model summary without FLOPs (unless a config names
+        # one of its own)
         if kwargs.get("enable_progress_bar", trainer.get("enable_progress_bar")) is not False and not any(
                 isinstance(callback, ProgressBar) for callback in callbacks):
-            kwargs["callbacks"] = callbacks + [EpochProgressBar()]
+            callbacks = callbacks + [EpochProgressBar()]
+        if trainer.get("enable_model_summary") is not False and not any(
+                isinstance(callback, ModelSummary) for callback in callbacks):
+            callbacks = callbacks + [LayerTable()]
+            kwargs["enable_model_summary"] = False  # NOTE: Lightning's own default summary, which LayerTable replaces
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self):
@@ -223,7 +235,8 @@ class ManualBPCLI(LightningCLI):
         if self.trainer.interrupted or not is_overridden("test_step", self.model):
             return
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        # NOTE: not Lightning's table of the test metrics beside the line below (0.7680000066757202 beside 76.80%)
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         if results and self.trainer.is_global_zero:
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
 

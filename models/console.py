@@ -2,12 +2,14 @@
 
     epoch  3/12  train loss 0.0712 acc 97.81%  val loss 0.0655 acc 98.02%  5.2 s
 """
+import logging
 import sys
 import time
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelSummary, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+from pytorch_lightning.utilities.model_summary import get_formatted_model_size, get_human_readable_count
 
 
 class EpochSummary(pl.Callback):
@@ -44,7 +46,7 @@ class EpochSummary(pl.Callback):
 
 class EpochProgressBar(TQDMProgressBar):
     """Lightning's progress bar (train.py's on a terminal), named by the epoch as the epoch lines count it: "epoch 1/12",
-    not Lightning's 0-based "Epoch 0"."""
+    not Lightning's 0-based "Epoch 0"; without the logger's version number (v_num)."""
 
     def init_train_tqdm(self):
         # Lightning's training bar (TQDMProgressBar.init_train_tqdm), but for its description
@@ -55,6 +57,11 @@ class EpochProgressBar(TQDMProgressBar):
     def on_train_epoch_start(self, trainer, *args):
         self.train_progress_bar.set_description(refresh=False)  # NOTE: the new epoch's, before Lightning redraws
         super().on_train_epoch_start(trainer, *args)
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the run folder's version number: the folder is named when the run starts
+        return metrics
 
 
 class EpochBar(Tqdm):
@@ -73,3 +80,26 @@ def epoch_label(trainer):
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None  # -1: max_steps rules
     number = trainer.current_epoch + 1
     return f"epoch {number:>{len(str(epochs))}}/{epochs}" if epochs else f"epoch {number}"
+
+
+class LayerTable(ModelSummary):
+    """Lightning's model summary (layers, parameters, size) without its FLOPs column and "Total Flops" line: the
+    handwritten layers are autograd Functions that torch's FLOP counter does not see into, so it would read 0."""
+
+    @staticmethod
+    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                  total_flops, **summarize_kwargs):
+        columns = [(name, [str(value) for value in values]) for name, values in summary_data if name != "FLOPs"]
+        widths = [max([len(name)] + [len(value) for value in values]) for name, values in columns]
+        rows = [" | ".join(f"{name:<{width}}" for (name, _), width in zip(columns, widths))]
+        rows += [" | ".join(f"{values[row]:<{width}}" for (_, values), width in zip(columns, widths))
+                 for row in range(len(columns[0][1]) if columns else 0)]
+        rule = "-" * (sum(widths) + 3 * len(widths))
+        totals = [(get_human_readable_count(trainable_parameters), "Trainable params"),
+                  (get_human_readable_count(total_parameters - trainable_parameters), "Non-trainable params"),
+                  (get_human_readable_count(total_parameters), "Total params"),
+                  (get_formatted_model_size(model_size), "Total estimated model params size (MB)"),
+                  (total_training_modes["train"], "Modules in train mode"),
+                  (total_training_modes["eval"], "Modules in eval mode")]
+        table = [rows[0], rule, *rows[1:], rule, *(f"{value:<10}{name}" for value, name in totals)]
+        logging.getLogger(ModelSummary.__module__).info("\n" + "\n".join(table))  # where Lightning's goes

@@ -109,7 +109,7 @@ class GracefulInterrupt(pl.Callback):
         run_dir = Path(trainer.log_dir or ".")  # NOTE: on every rank: under DDP reading log_dir is a collective
         path = resume_checkpoint_path(trainer) or run_dir / "checkpoints" / "last.ckpt"
         if save:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint, as ModelCheckpoint's
         if trainer.is_global_zero:
             config = run_dir / "config.yaml"
             command = self.resume_command.format(config=shlex.quote(str(config)), checkpoint=shlex.quote(str(path)))
