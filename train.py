@@ -23,6 +23,7 @@ run.
 """
 import errno
 import logging
+import os
 import shlex
 import sys
 import threading
@@ -40,7 +41,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from cli.errors import AcceleratorError, check_accelerator, concise, option_names, value_error
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
-                        resume_checkpoint)
+                        resume_checkpoint, train_py)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochProgressBar, EpochSummary, LayerTable
@@ -100,6 +101,7 @@ class ManualBPCLI(LightningCLI):
         self.fit_then_test = not run
         self.argv = list(sys.argv[1:] if kwargs.get("args") is None else kwargs["args"])
         self.resumed_logger = None  # the logger's init_args when a fit continues in its checkpoint's run folder
+        self.given_save_dir = None  # (the logger's init_args, its save_dir as given) while the logger gets it absolute
         super().__init__(*args, run=run, **kwargs)
 
     def add_arguments_to_parser(self, parser):
@@ -159,6 +161,11 @@ class ManualBPCLI(LightningCLI):
         config, fitting = self.run_config()
         path, logger = config.get("ckpt_path"), config.trainer.get("logger")
         args = getattr(logger, "init_args", None)
+        if args is not None and args.get("save_dir"):
+            # NOTE: the logger gets the absolute folder, so every path printed (the run folder, checkpoints, the resume
+            # command) says where it is, wherever train.py ran; the run's config.yaml keeps the save_dir given
+            self.given_save_dir = (args, args.save_dir)
+            args.save_dir = os.path.abspath(os.path.expanduser(args.save_dir))
         if not fitting or not path or path in LIGHTNING_CKPT_NAMES or args is None or args.get("version") is not None:
             return
         checkpoint = Path(path).resolve()
@@ -169,6 +176,7 @@ class ManualBPCLI(LightningCLI):
             lock_run_folder(run_dir)
         if args.get("save_dir") is None or run_dir.parent != (Path(args.save_dir) / str(args.name)).resolve():
             args.save_dir, args.name = str(run_dir.parents[1]), run_dir.parent.name  # moved: where it is now
+            self.given_save_dir = None  # the run's config.yaml says where it is now
         args.version = run_dir.name  # a string version is the folder name itself
         self.resumed_logger = args
         self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}  # that run's config.yaml
@@ -181,6 +189,12 @@ class ManualBPCLI(LightningCLI):
             # NOTE: SIGTERM is this project's (GracefulInterrupt, then --ckpt_path); Lightning's requeue on SIGUSR1
             # would write hpc_ckpt_N.ckpt files that a later run loads unchecked
             environment.auto_requeue = False
+        if self.given_save_dir is not None:
+            args, save_dir = self.given_save_dir
+            args.save_dir = save_dir
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, GracefulInterrupt) and callback.resume_command == RESUME_COMMAND:
+                callback.resume_command = resume_command()
         if self.trainer.logger is None:
             self.without_logger()
         if self.resumed_logger is not None:
@@ -241,6 +255,12 @@ class ManualBPCLI(LightningCLI):
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
 
 
+def resume_command():
+    """RESUME_COMMAND as printed here: with train.py named so that it runs from the working directory (the config
+    keeps RESUME_COMMAND itself, and a resume may run elsewhere)."""
+    return RESUME_COMMAND.replace("train.py", train_py(), 1)
+
+
 def rerun_command(argv):
     """The command line argv again, resuming from "{checkpoint}" (a GracefulInterrupt resume_command)."""
     kept, skip = [], False
@@ -248,7 +268,8 @@ def rerun_command(argv):
         if not skip and arg != "--ckpt_path" and not arg.startswith("--ckpt_path="):
             kept.append(arg)
         skip = arg == "--ckpt_path"
-    command = shlex.join(["python", "train.py", *kept]).replace("{", "{{").replace("}", "}}")
+    command = " ".join(["python", train_py(), shlex.join(kept)] if kept else ["python", train_py()])
+    command = command.replace("{", "{{").replace("}", "}}")
     return command + " --ckpt_path {checkpoint}"
 
 
@@ -260,8 +281,8 @@ def no_space_message(error, trainer):
     what = error.filename or (f"TensorBoard's events in {folder}" if folder else "the run's files")
     last = resume_checkpoint_path(trainer) if trainer is not None else None
     if last is not None and last.is_file() and folder is not None:
-        command = RESUME_COMMAND.format(config=shlex.quote(str(folder / "config.yaml")),
-                                        checkpoint=shlex.quote(str(last)))
+        command = resume_command().format(config=shlex.quote(str(folder / "config.yaml")),
+                                          checkpoint=shlex.quote(str(last)))
         advice = f"free some space, then resume from the last checkpoint with:\n  {command}"
     else:
         advice = "free some space, then start the run again (no checkpoint had been written)"

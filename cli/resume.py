@@ -10,6 +10,7 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 
 from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
 
+TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
 # arguments that say where the data are or how fast a step runs, not what is learned: free to change when a run
 # resumes, and left out of TensorBoard's HParams tab (train.py passes them to TestReport)
 SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
@@ -104,3 +105,9 @@ def hpc_checkpoint(config, path):
                           f"trainer.default_root_dir) and without this project's checks; to resume from it give "
                           f"--ckpt_path {shlex.quote(str(file))}, else move it out of {folder}")
     return None
+
+
+def train_py():
+    """train.py as a command printed for the user names it: `train.py` in its own folder, else its absolute path (a
+    command that works from the working directory it is printed in)."""
+    return "train.py" if Path.cwd().resolve() == TRAIN_PY.parent else shlex.quote(str(TRAIN_PY))

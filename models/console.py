@@ -1,5 +1,7 @@
-"""What a run prints: one permanent line per epoch, as Keras and Lightning's examples print, on a terminal or not.
+"""What a run prints: where it writes, then one permanent line per epoch, as Keras and Lightning's examples print, on a
+terminal or not.
 
+    run folder: /home/me/manual_bp/runs/mnist/version_3
     epoch  3/12  train loss 0.0712 acc 97.81%  val loss 0.0655 acc 98.02%  5.2 s
 """
 import logging
@@ -13,7 +15,8 @@ from pytorch_lightning.utilities.model_summary import get_formatted_model_size, 
 
 
 class EpochSummary(pl.Callback):
-    """After each training epoch (and its validation): epoch, train and val loss and accuracy, seconds.
+    """At the start, the run folder (absolute); after each training epoch (and its validation): epoch, train and val
+    loss and accuracy, seconds.
 
     The line goes above Lightning's progress bar where one is shown (the bar itself is redrawn each epoch), else
     straight to stdout, so a log file or `| tee` holds the same history as the screen.
@@ -21,6 +24,11 @@ class EpochSummary(pl.Callback):
 
     def __init__(self):
         self.started = None
+
+    def on_fit_start(self, trainer, pl_module):
+        folder = trainer.log_dir if trainer.logger is not None else None  # NOTE: on every rank (a collective in DDP)
+        if folder and trainer.is_global_zero:
+            print(f"run folder: {folder}", flush=True)  # where TensorBoard's events, config.yaml and checkpoints go
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.monotonic()

@@ -48,7 +48,8 @@ def train_py_on_a_terminal(*args, cwd):
 def test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign(tmp_path):
     run = train_py(*cli_args(ROOT / "tests" / "data" / "mnist_slice", tmp_path, "--data.train_subset", "640"))
     assert run.returncode == 0, run.stderr[-2000:]
-    *lines, last = run.stdout.splitlines()  # the epoch lines and the test accuracy, nothing else
+    first, *lines, last = run.stdout.splitlines()  # the run folder, the epoch lines, the test accuracy: nothing else
+    assert first == f"run folder: {tmp_path / 'mnist' / 'version_0'}"
     assert len(lines) == 2, run.stdout
     for number, line in enumerate(lines, start=1):
         assert line.startswith(f"epoch {number}/2  train loss ") and " val loss " in line and line.endswith(" s")

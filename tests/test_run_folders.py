@@ -9,8 +9,10 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from models.callbacks import EpochlessTensorBoardLogger
+from models.reliability import GracefulInterrupt
 from models.run_folder import release_run_folders
 from tests.helpers import ROOT, at_step, cli_args
 from train import cli_main
@@ -101,6 +103,43 @@ def test_under_slurm_a_stray_hpc_checkpoint_is_not_loaded_unchecked(mnist_slice,
                                  "hpc"), capsys)
     assert code == 2 and err.startswith(f"error: {stray} is damaged: it cannot be read as a checkpoint"), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_started_in_another_folder_prints_absolute_paths_and_a_command_that_runs_there(mnist_slice, tmp_path,
+                                                                                           capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.train_subset", "320",
+                    "--model.hidden_sizes", "[16]", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar",
+                    "false", "--trainer.logger.init_args.save_dir", "runs"])
+    run_dir = tmp_path / "runs" / "mnist" / "version_0"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"run folder: {run_dir}" and out[1].startswith("epoch 1/1  train loss ") and len(out) == 3, out
+    assert out[2].startswith("test accuracy: ") and out[2].endswith(f"  ({run_dir}/checkpoints/best-epoch00.ckpt)")
+    interrupt = next(callback for callback in cli.trainer.callbacks if isinstance(callback, GracefulInterrupt))
+    assert interrupt.resume_command == f"python {ROOT / 'train.py'} --config {{config}} --ckpt_path {{checkpoint}}"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["save_dir"] == \
+        "runs"  # as given: a new run from this config writes where it runs
+
+
+@pytest.mark.slow
+def test_the_resume_command_printed_in_another_folder_resumes_there(mnist_slice, tmp_path):
+    args = ["--data.data_dir", str(mnist_slice), "--data.val_size", "500", "--data.train_subset", "640",
+            "--model.hidden_sizes", "[16]", "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir", "runs",
+            "--resume_checkpoint.every_n_train_steps", "1"]
+    stopped = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *at_step(3, tmp_path / "sent", "SIGINT")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run_dir = tmp_path / "runs" / "mnist" / "version_0"
+    assert stopped.returncode == 1, stopped.stderr[-3000:]
+    assert stopped.stdout.splitlines() == [f"run folder: {run_dir}"]
+    saved = stopped.stderr[stopped.stderr.index("saved "):].splitlines()[:2]
+    assert saved == [f"saved {run_dir}/checkpoints/last.ckpt at step 3; resume with:",
+                     f"  python {ROOT / 'train.py'} --config {run_dir}/config.yaml --ckpt_path "
+                     f"{run_dir}/checkpoints/last.ckpt"]
+    resumed = subprocess.run(["bash", "-c", saved[1]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = resumed.stdout.splitlines()
+    assert out[0] == f"run folder: {run_dir}" and out[-1].endswith(f"  ({run_dir}/checkpoints/best-epoch00.ckpt)"), out
 
 
 def test_a_run_without_a_logger_trains_and_leaves_only_its_checkpoints_so_it_runs_again(mnist_slice, tmp_path,
