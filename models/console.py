@@ -30,6 +30,9 @@ class EpochSummary(pl.Callback):
         if folder and trainer.is_global_zero:
             print(f"run folder: {folder}", flush=True)  # where TensorBoard's events, config.yaml and checkpoints go
 
+    def on_train_start(self, trainer, pl_module):
+        self.started = time.monotonic()  # NOTE: a run resumed mid-epoch continues its epoch without an epoch start
+
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.monotonic()
 

@@ -138,8 +138,9 @@ def test_the_resume_command_printed_in_another_folder_resumes_there(mnist_slice,
     resumed = subprocess.run(["bash", "-c", saved[1]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                              env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    out = resumed.stdout.splitlines()
-    assert out[0] == f"run folder: {run_dir}" and out[-1].endswith(f"  ({run_dir}/checkpoints/best-epoch00.ckpt)"), out
+    out = resumed.stdout.splitlines()  # the epoch it continued too: the line of epoch 1, from step 3 on
+    assert out[0] == f"run folder: {run_dir}" and out[1].startswith("epoch 1/1  train loss ") and len(out) == 3, out
+    assert out[2].endswith(f"  ({run_dir}/checkpoints/best-epoch00.ckpt)"), out
 
 
 def test_a_run_without_a_logger_trains_and_leaves_only_its_checkpoints_so_it_runs_again(mnist_slice, tmp_path,
