@@ -15,7 +15,7 @@ uninterrupted one:
     python train.py --config runs/<name>/version_<n>/config.yaml --ckpt_path runs/<name>/version_<n>/checkpoints/last.ckpt
 
 A --ckpt_path that is missing or damaged, or that was trained with other model or data settings, is refused in one
-line before anything is written.
+line before anything is written (with the command that resumes with the run's own config.yaml, where there is one).
 
 configs/mnist.yaml is read first, then any --config on top. Any LightningModule / LightningDataModule can be named
 in a config (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml)

@@ -1,5 +1,6 @@
 """What train.py checks before a fit resumes from --ckpt_path: the file (present, readable), and that the model, data
-and schedule settings are the ones it was trained with. Each problem is one ResumeError line (train.py: exit 2).
+and schedule settings are the ones it was trained with. Each problem is one ResumeError line (train.py: exit 2), and a
+second line with the command to use where there is one.
 """
 import os
 import re
@@ -55,18 +56,32 @@ def check_same_settings(checkpoint, config, path):
         for name, value in vars(now.init_args).items():
             if name not in SETTINGS and name in saved and plain(saved[name]) != plain(value):
                 changes.append(f"{key}.{name} {plain(saved[name])} -> {plain(value)}")
+    command = own_config_command(path)
     if changes:
-        raise ResumeError(f"{path} was trained with other settings than given now: {', '.join(changes)}; resume "
-                          "with the run's own config.yaml, or start a new run without --ckpt_path")
+        advice = (f"resume with the run's own config.yaml (or start a new run without --ckpt_path):\n  {command}"
+                  if command else "resume with the run's own config.yaml, or start a new run without --ckpt_path")
+        raise ResumeError(f"{path} was trained with other settings than given now: {', '.join(changes)}; {advice}")
     planned = checkpoint.get("schedule_limits")  # written by a model whose learning-rate schedule spans the run
     if planned:
         limits = trainer_limits(config.trainer)
         changed = [f"trainer.{key} {planned[key]} -> {limits[key]}" for key in ("max_epochs", "max_steps")
                    if planned[key] != limits[key]]
         if changed:
+            advice = (f"resume with the run's own limits (or start a new run without --ckpt_path):\n  {command}"
+                      if command else "resume with the run's own limits, or start a new run without --ckpt_path")
             raise ResumeError(f"{path}: its {planned['lr_schedule']} learning-rate schedule spans the run's planned "
                               f"length, which changed ({', '.join(changed)}): resuming would step past its end or stop "
-                              "short of it; resume with the run's own limits, or start a new run without --ckpt_path")
+                              f"short of it; {advice}")
+
+
+def own_config_command(path):
+    """The command that resumes from the checkpoint at path with its run's own config.yaml (<run>/checkpoints/x.ckpt
+    beside <run>/config.yaml), the paths as given; None where the checkpoint is not in a run folder."""
+    path = Path(path)
+    config = path.parent.parent / "config.yaml"
+    if path.parent.name != "checkpoints" or not config.is_file():
+        return None
+    return f"python {train_py()} --config {shlex.quote(str(config))} --ckpt_path {shlex.quote(str(path))}"
 
 
 def trainer_limits(trainer_config):

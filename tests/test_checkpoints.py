@@ -1,6 +1,8 @@
 """Checkpoints on disk: never torn (a full disk, kill -9 mid-write), and a resume refused in one line, before anything
 is written, when its checkpoint is missing, damaged or was trained with other settings."""
 import os
+import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli.resume import train_py
 from models.checkpoints import AtomicCheckpointIO
 from tests.helpers import ROOT, at_step, cli_args
 from train import cli_main
@@ -40,6 +43,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_leaves_only_complete_checkpoin
 
 KILLED_WHILE_WRITING = """
 import os, sys, torch
+from cli.resume import train_py
 from models.checkpoints import AtomicCheckpointIO
 
 def paused_fsync(descriptor):  # the new checkpoint is written, not yet renamed onto its name: it waits here, once
@@ -135,10 +139,28 @@ def test_resuming_with_another_model_or_data_is_refused_naming_each_change(mnist
                                                "--ckpt_path", str(run_copy / "checkpoints" / "last.ckpt"),
                                                "--model.hidden_sizes", "[400]", "--data.batch_size", "64")], capsys)
     assert code == 2
-    assert err.startswith(f"error: {run_copy / 'checkpoints' / 'last.ckpt'} was trained with other settings than "
-                          "given now: model.hidden_sizes [32] -> [400], data.batch_size 128 -> 64; ") and err.count(
-        "\n") == 1, err
+    last = run_copy / "checkpoints" / "last.ckpt"
+    assert err.splitlines() == [
+        f"error: {last} was trained with other settings than given now: model.hidden_sizes [32] -> [400], "
+        "data.batch_size 128 -> 64; resume with the run's own config.yaml (or start a new run without --ckpt_path):",
+        f"  python {train_py()} --config {run_copy / 'config.yaml'} --ckpt_path {last}"], err
     assert all_files(run_copy.parent) == before
+
+
+def test_resuming_without_the_runs_config_says_the_command_to_use_and_that_command_resumes(mnist_slice, run_copy,
+                                                                                             capsys, monkeypatch):
+    monkeypatch.chdir(run_copy.parents[1])  # the folder the run was started in: the paths as a user types them
+    last = pathlib.Path("mnist", "version_0", "checkpoints", "last.ckpt")
+    code, err = resume(["--data.data_dir", str(mnist_slice), "--ckpt_path", str(last)], capsys)
+    assert code == 2
+    *_, command = err.splitlines()
+    assert err.splitlines() == [
+        f"error: {last} was trained with other settings than given now: model.hidden_sizes [32] -> [800], "
+        "data.val_size 500 -> 5000, data.train_subset 640 -> None; resume with the run's own config.yaml (or start a "
+        "new run without --ckpt_path):",
+        f"  python {ROOT / 'train.py'} --config mnist/version_0/config.yaml --ckpt_path {last}"], err
+    cli = cli_main(shlex.split(command)[2:])  # the command, as it runs
+    assert cli.trainer.global_step == 10 and "test accuracy: " in capsys.readouterr().out
 
 
 def test_resuming_a_finished_one_cycle_run_with_more_epochs_is_refused(mnist_slice, run_copy, capsys):
@@ -147,7 +169,9 @@ def test_resuming_a_finished_one_cycle_run_with_more_epochs_is_refused(mnist_sli
                                 str(run_copy / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "3"), capsys)
     assert code == 2
     assert "onecycle learning-rate schedule spans the run's planned length, which changed (trainer.max_epochs " \
-           "2 -> 3)" in err and err.count("\n") == 1, err
+           "2 -> 3)" in err and err.count("\n") == 2, err
+    assert err.splitlines()[1] == (f"  python {train_py()} --config {run_copy / 'config.yaml'} --ckpt_path "
+                                   f"{run_copy / 'checkpoints' / 'last.ckpt'}")
     assert all_files(run_copy.parent) == before
 
 
