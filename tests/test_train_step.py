@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from models.callbacks import GradientStatistics, NativeGradientCheck
 from models.mlp import build_mlp, classification_loss
@@ -106,29 +108,42 @@ class CountsOptimizerSteps(pl.Callback):
         self.calls += 1
 
 
-def monitored_fit(data_dir, accelerator, cuda_graph, **model_kwargs):
+def monitored_fit(data_dir, accelerator, cuda_graph, log_dir, **model_kwargs):
+    """(trainer, model, optimizer steps seen, the gradient norms written to TensorBoard as {tag: [(step, value)]})."""
     monitors = [GradientStatistics(), NativeGradientCheck(every_n_steps=20), StopOnNonFinite(), CountsOptimizerSteps()]
+    logger = TensorBoardLogger(str(log_dir), name="", version="")
     trainer, model, _ = fit(data_dir, {"hidden_sizes": (128,), "lr_schedule": "onecycle", "cuda_graph": cuda_graph,
                                        **model_kwargs}, monitors, accelerator=accelerator, max_steps=45,
-                            limit_val_batches=0, log_every_n_steps=10)
-    return trainer, model, monitors[-1].calls
+                            limit_val_batches=0, log_every_n_steps=10, logger=logger)
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
+    norms = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+             if tag.startswith("steps/grad_norm")}
+    return trainer, model, monitors[-1].calls, norms
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
 @pytest.mark.parametrize("accelerator", DEVICES)
 def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_every_step(mnist_slice, accelerator,
-                                                                                      norm):
+                                                                                      norm, tmp_path):
     # 2,500 digits in batches of 64: 40 batches, the last of 4 digits; 45 steps cross an epoch boundary.
     # With batch norm the running statistics (buffers of the state dict) are updated inside the graph too.
-    graph_trainer, graph, graph_hooks = monitored_fit(mnist_slice, accelerator, cuda_graph=True, norm=norm)
-    eager_trainer, eager, eager_hooks = monitored_fit(mnist_slice, accelerator, cuda_graph=False, norm=norm)
+    graph_trainer, graph, graph_hooks, graph_norms = monitored_fit(mnist_slice, accelerator, True, tmp_path / "g", norm=norm)
+    eager_trainer, eager, eager_hooks, eager_norms = monitored_fit(mnist_slice, accelerator, False, tmp_path / "e",
+                                                                   norm=norm)
     assert (graph.train_step.graph is not None) == (accelerator == "cuda")
     assert graph_trainer.global_step == eager_trainer.global_step == graph_hooks == eager_hooks == 45
     tolerance = {"rtol": 0, "atol": 0} if accelerator == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
     assert float(graph_trainer.callback_metrics["steps/grad_check_max_rel_diff"]) < 1e-5  # the live check agrees
     torch.testing.assert_close(graph.net.state_dict(), eager.net.state_dict(), **tolerance)
-    for key in ("acc/train", "loss/train", "steps/grad_check_max_rel_diff", "steps/grad_norm/net.0.weight"):
+    for key in ("acc/train", "loss/train", "steps/grad_check_max_rel_diff"):
         torch.testing.assert_close(graph_trainer.callback_metrics[key], eager_trainer.callback_metrics[key],
+                                   **tolerance)
+    # the gradient norms of steps 10, 20, 30, 40 (0-based 9, 19, ...), per parameter and in total, in both runs
+    assert set(graph_norms) == set(eager_norms) and {"steps/grad_norm/net.0.weight", "steps/grad_norm_total"} <= set(
+        graph_norms)
+    for tag, written in graph_norms.items():
+        assert [step for step, _ in written] == [step for step, _ in eager_norms[tag]] == [9, 19, 29, 39]
+        torch.testing.assert_close([value for _, value in written], [value for _, value in eager_norms[tag]],
                                    **tolerance)
 
 
