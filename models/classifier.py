@@ -14,8 +14,10 @@ log = logging.getLogger(__name__)
 
 
 class MNISTClassifier(pl.LightningModule):
-    """Thin wrapper: the network comes from `build_mlp`, the loss from `classification_loss`, the training step's
-    forward and backward from `TrainStep` (a CUDA graph replay on CUDA).
+    """An MLP of manual_bp layers (or their torch.nn twin) that classifies 28x28 images into 10 classes.
+
+    The network comes from `build_mlp`, the loss from `classification_loss`, the training step's forward and backward
+    from `TrainStep` (a CUDA graph replay on CUDA).
 
     Args:
         hidden_sizes: width of each hidden layer, e.g. [800] or [1024, 1024].

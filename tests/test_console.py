@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from models.console import EpochProgressBar, EpochSummary
 from tests.helpers import ROOT, cli_args, fit
+from train import cli_main
 
 FOREIGN = ("Tip:", "litlogger", "LeafSpec", "args parameter", "it/s]", "Traceback", "Seed set to", "GPU available",
            "TPU available", "FLOPs", "Flops", "Test metric", "weights_only")
@@ -139,12 +140,32 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_saying_what_to_use
 
 
 def test_help_says_what_runs_without_a_subcommand_and_how_to_list_the_arguments():
-    run = train_py("--help")
+    run = train_py("--help", env={**os.environ, "COLUMNS": "80"})
     assert run.returncode == 0
+    lines = run.stdout.splitlines()
+    assert len(lines) <= 50, run.stdout  # not every class's every option (845 lines)
+    assert lines[0] == "usage: python train.py [fit|validate|test|predict] [--config FILE] [--section.key VALUE ...]"
     text = " ".join(run.stdout.split())
     assert "Without a subcommand: fit, then test the best checkpoint" in text
     assert "--model.help MNISTClassifier" in text and "--data.help MNISTDataModule" in text
-    assert "hidden_sizes" in train_py("--model.help", "MNISTClassifier").stdout
+    options = [line.split()[0].rstrip(",") for line in lines if line.startswith("  -")]
+    assert options == ["-h", "-c", "--print_config", "--seed_everything", "--ckpt_path", "--trainer.help",
+                       "--checkpoint.help", "--resume_checkpoint.help", "--graceful_interrupt.help", "--lr_monitor.help",
+                       "--grad_check.help", "--layer_stats.help", "--test_report.help"]
+
+
+@pytest.mark.parametrize("args,first,absent", [
+    (["--trainer.help"], "  --trainer.max_epochs MAX_EPOCHS", "--model"),
+    (["--checkpoint.help"], "  --checkpoint.monitor MONITOR", "--trainer"),
+    (["--model.help", "MNISTClassifier"], "An MLP of manual_bp layers (or their torch.nn twin) that classifies 28x28 "
+                                          "images into 10 classes:", "Thin wrapper"),
+])
+def test_a_section_or_class_help_lists_its_options_alone(args, first, absent, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*args])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert first in out.splitlines() and absent not in out.split("default config file locations:")[-1], out
 
 
 def test_a_missing_data_folder_is_two_lines_and_leaves_no_folder(tmp_path):
