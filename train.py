@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
@@ -242,11 +242,6 @@ class ManualBPCLI(LightningCLI):
 
     def after_instantiate_classes(self):
         ManualBPCLI.running = self
-        environment = self.trainer._accelerator_connector.cluster_environment  # NOTE: what Lightning's signals read
-        if isinstance(environment, SLURMEnvironment):
-            # NOTE: SIGTERM is this project's (GracefulInterrupt, then --ckpt_path); Lightning's requeue on SIGUSR1
-            # would write hpc_ckpt_N.ckpt files that a later run loads unchecked
-            environment.auto_requeue = False
         if self.given_save_dir is not None:
             args, save_dir = self.given_save_dir
             args.save_dir = save_dir
@@ -275,7 +270,8 @@ class ManualBPCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         """The Trainer, with what is decided when it runs, not written into the run's config.yaml (which a resume
         reads, perhaps elsewhere): where trainer.enable_progress_bar is null (the default), the progress bar on a
-        terminal, and in a pipe or a log file only EpochSummary's lines; the progress bar's and model summary's classes."""
+        terminal, and in a pipe or a log file only EpochSummary's lines; the progress bar's and model summary's classes;
+        under SLURM, its cluster environment without Lightning's auto-requeue."""
         trainer = (self.config_init[self.subcommand] if self.subcommand else self.config_init).trainer
         if trainer.get("enable_progress_bar") is None:
             kwargs.setdefault("enable_progress_bar", sys.stdout.isatty())
@@ -291,6 +287,12 @@ class ManualBPCLI(LightningCLI):
             callbacks = callbacks + [LayerTable()]
             kwargs["enable_model_summary"] = False  # NOTE: Lightning's own default summary, which LayerTable replaces
         kwargs["callbacks"] = callbacks
+        plugins = trainer.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if SLURMEnvironment.detect() and not any(isinstance(plugin, ClusterEnvironment) for plugin in plugins):
+            # NOTE: SIGTERM is this project's (GracefulInterrupt, then --ckpt_path); Lightning's requeue on SIGUSR1
+            # would write hpc_ckpt_N.ckpt files that a later run loads unchecked
+            kwargs["plugins"] = plugins + [SLURMEnvironment(auto_requeue=False)]
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self):

@@ -1,6 +1,6 @@
 """Helpers the tests share: IDX files and slices of MNIST, a quiet Trainer, one `fit` of the MNIST module, the
-train.py arguments of a small real run, a callback that records each step's loss, and one that interrupts a run at a
-step the test chooses."""
+train.py arguments of a small real run, a callback that records each step's loss, one that records a signal handler,
+and one that interrupts a run at a step the test chooses."""
 import gzip
 import json
 import os
@@ -71,6 +71,13 @@ class StepLosses(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.losses.append(outputs["loss"].item())
+
+
+class SignalHandlers(pl.Callback):
+    """The SIGUSR1 handler (Lightning's SLURM requeue signal) while the run trains."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.sigusr1 = signals.getsignal(signals.SIGUSR1)
 
 
 class AtStep(pl.Callback):

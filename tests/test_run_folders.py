@@ -3,6 +3,7 @@ in the way."""
 import errno
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import yaml
 from models.callbacks import EpochlessTensorBoardLogger
 from models.reliability import GracefulInterrupt
 from models.run_folder import release_run_folders
-from tests.helpers import ROOT, at_step, cli_args
+from tests.helpers import ROOT, SignalHandlers, at_step, cli_args
 from train import cli_main
 
 
@@ -168,6 +169,22 @@ def test_the_resume_command_of_a_run_without_a_logger_is_its_own_command_line():
     assert command.format(checkpoint="'my runs/last.ckpt'") == (
         "python train.py --trainer.logger false --model.hidden_sizes '[8]' "
         "'--trainer.callbacks+={\"class_path\": \"A\"}' --ckpt_path 'my runs/last.ckpt'")
+
+
+def test_under_slurm_lightning_does_not_requeue_on_sigusr1(mnist_slice, tmp_path, capsys, monkeypatch):
+    # NOTE: SIGTERM is this project's (a resumable checkpoint, then the printed command); Lightning's requeue would
+    # write hpc_ckpt_<n>.ckpt files, which a later run under SLURM would load unchecked
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_LOCALID": "0", "SLURM_PROCID": "0",
+                        "SLURM_NODEID": "0", "SLURM_NODELIST": "node1", "SLURM_JOB_ID": "7"}.items():
+        monkeypatch.setenv(name, value)
+    before = signal.getsignal(signal.SIGUSR1)
+    cli = cli_main(cli_args(mnist_slice, tmp_path / "runs", "--data.train_subset", "320", "--trainer.max_epochs", "1",
+                            "--trainer.callbacks+=tests.helpers.SignalHandlers"))
+    handlers = next(callback for callback in cli.trainer.callbacks if isinstance(callback, SignalHandlers))
+    assert handlers.sigusr1 is before  # no handler of Lightning's: SIGUSR1 does what it did before the run
+    assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy: ")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]  # no hpc_ckpt_<n>.ckpt
 
 
 @pytest.mark.slow
