@@ -23,6 +23,7 @@ from manual_bp.ops.nll_loss import (
     index_shape,
     is_index_dtype,
     only_counted,
+    pick_targets,
 )
 from manual_bp.ops.reduction import ReductionRepr, reduce_loss, upstream_scale
 
@@ -61,8 +62,8 @@ class CrossEntropyLossFunction(Function):
         dim = class_dim(input.dim())
         classes = input.shape[dim]
         log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
-        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
-        nll = -log_probs.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # (N, C, ...) -> (N, ...)
+        counted, _, target_weight, picked = pick_targets(log_probs, target, weight, ignore_index)  # (N, ...)
+        nll = -picked  # −log p_i[y_i]
         nll = only_counted(counted, nll if weight is None else nll * target_weight)  # an ignored target costs 0
         if label_smoothing > 0:
             weighted = log_probs if weight is None else log_probs * class_view(weight, input, dim)

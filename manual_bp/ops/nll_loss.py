@@ -34,6 +34,26 @@ def counted_targets(target, weight, ignore_index):
     return counted, safe_target, target_weight
 
 
+def pick_targets(values, target, weight, ignore_index):
+    """The forward's bookkeeping: counted_targets, and values[i, y_i] of values (N, C, d1, ..., dK) -> (N, d1, ..., dK).
+
+    NOTE: on the CPU this gather is the class-index check (check_class_indices leaves the CPU to it): a target
+    outside [0, C) that is not ignore_index fails the gather's own bound check, at no cost of a pass of its own, and
+    is reported as check_class_indices reports it. The class weights are indexed after it (a weight[-1] would wrap).
+    """
+    dim = class_dim(values.dim())
+    counted = target != ignore_index  # (N, d1, ..., dK) bool
+    safe_target = torch.where(counted, target, 0)
+    try:
+        picked = values.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # x_{i, y_i}: (N, C, ...) -> (N, ...)
+    except RuntimeError as error:
+        if "out of bounds" not in str(error):
+            raise
+        raise ValueError(class_index_error(target, values.shape[dim], ignore_index)) from None
+    target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
+    return counted, safe_target, target_weight, picked
+
+
 def only_counted(counted, per_sample):
     """per_sample with 0 where the target is ignored."""
     return torch.where(counted, per_sample, 0)
@@ -55,9 +75,7 @@ class NLLLossFunction(Function):
 
     @staticmethod
     def forward(input, target, weight, ignore_index, reduction):
-        dim = class_dim(input.dim())
-        counted, safe_target, target_weight = counted_targets(target, weight, ignore_index)
-        picked = input.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # x_{i, y_i}: (N, C, ...) -> (N, ...)
+        counted, _, target_weight, picked = pick_targets(input, target, weight, ignore_index)  # x_{i, y_i}: (N, ...)
         loss = only_counted(counted, -picked if weight is None else -picked * target_weight)  # ignored: 0
         if reduction != "mean":
             return reduce_loss(loss, reduction)
@@ -122,12 +140,23 @@ def check_class_weight(weight, input):
 
 
 def check_class_indices(target, classes, ignore_index):
-    """Every target in [0, C) or equal to ignore_index (a device-side check on CUDA: _checks.assert_values)."""
-    if target.numel() == 0 or not _checks.values_are_checked(target):
+    """Every target in [0, C) or equal to ignore_index: on CUDA a device-side check (_checks.assert_values); on the
+    CPU the forward's gather checks them (pick_targets)."""
+    if target.numel() == 0 or target.device.type == "cpu" or not _checks.values_are_checked(target):
         return
     valid = ((target >= 0) & (target < classes)) | (target == ignore_index)  # (N, d1, ..., dK) bool
-    message = f"target must hold class indices in [0, {classes - 1}] (C={classes}) or ignore_index={ignore_index}"
-    _checks.assert_values(valid.all(), message, lambda: f"{message}, got {int(target[~valid][0])}")
+    _checks.assert_values(valid.all(), class_index_message(classes, ignore_index),
+                          lambda: class_index_error(target, classes, ignore_index))
+
+
+def class_index_message(classes, ignore_index):
+    return f"target must hold class indices in [0, {classes - 1}] (C={classes}) or ignore_index={ignore_index}"
+
+
+def class_index_error(target, classes, ignore_index):
+    """The message with the first offending target (a read: for the error only)."""
+    valid = ((target >= 0) & (target < classes)) | (target == ignore_index)
+    return f"{class_index_message(classes, ignore_index)}, got {int(target[~valid][0])}"
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
