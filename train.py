@@ -21,7 +21,6 @@ configs/mnist.yaml is read first, then any --config on top. Any LightningModule 
 in a config (`model: class_path: ...`), which is how the lecture's examples (configs/xor.yaml, configs/circle.yaml)
 run.
 """
-import argparse
 import errno
 import logging
 import os
@@ -35,12 +34,13 @@ from typing import Optional
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import AcceleratorError, check_accelerator, concise, option_names, value_error
+from cli.errors import AcceleratorError, check_accelerator, value_error
+from cli.parser import HELP, SECTIONS, ConciseParser
 from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
                         resume_checkpoint, train_py)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
@@ -72,79 +72,6 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
 # what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger
 NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
                   SaveConfigCallback)
-HELP = """Without a subcommand: fit, then test the best checkpoint (configs/mnist.yaml, then any --config on top).
-Every option is --section.key VALUE. List a section's options with --trainer.help, --checkpoint.help, ... (below);
-the model's and the data's with --model.help MNISTClassifier, --data.help MNISTDataModule (or another class_path).
-Lightning's subcommands: python train.py fit|validate|test|predict --help."""
-# the sections that --help lists, each with --<section>.help for its options (model and data: --model.help CLASS)
-SECTIONS = {
-    "trainer": "Lightning's Trainer: max_epochs, accelerator, devices, precision, logger, ...",
-    "checkpoint": "ModelCheckpoint: best-epochNN.ckpt, by validation accuracy",
-    "resume_checkpoint": "ModelCheckpoint: last.ckpt every N training steps",
-    "graceful_interrupt": "Ctrl-C and SIGTERM: save, then print the resume command",
-    "lr_monitor": "LearningRateMonitor: the learning rate in TensorBoard",
-    "grad_check": "NativeGradientCheck: the handwritten gradient against autograd's",
-    "layer_stats": "LayerStatistics: per-layer activation and gradient statistics",
-    "test_report": "TestReport: misclassified digits, confusion matrix, hyperparameters",
-}
-
-
-class SectionHelp(argparse.Action):
-    """--<section>.help: the options of that section (--trainer.help: the Trainer's), then exit."""
-
-    def __init__(self, option_strings, dest, section=None, **kwargs):
-        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
-        self.section = section
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.help_section = self.section
-        parser.print_help()
-        parser.exit()
-
-
-class ConciseParser(LightningArgumentParser):
-    """Errors in one line naming the option (`--help` has the usage), exit status 2. A short --help: the usage, HELP,
-    the top-level options and the sections; each section's options with --<section>.help."""
-
-    help_section = None  # the section whose options the help shows; None: the short help
-    sections = None  # the argument group of the --<section>.help options
-
-    def add_section_helps(self, sections):
-        self.sections = self.add_argument_group("sections (list the options of one with --<section>.help)")
-        for section, text in sections.items():
-            self.sections.add_argument(f"--{section}.help", action=SectionHelp, section=section, help=text)
-
-    def format_help(self):
-        # NOTE: argparse prints every group of self._action_groups; jsonargparse's format_help (the defaults from
-        # configs/mnist.yaml) prints the ones shown here, and the full list is put back after
-        if self.sections is None:  # a parser of one class (--model.help MNISTClassifier): all of it
-            return super().format_help()
-        every_group = self._action_groups
-        self._action_groups = [group for group in every_group if self.shown(group)]
-        try:
-            return super().format_help()
-        finally:
-            self._action_groups = every_group
-
-    def shown(self, group):
-        """Whether --help shows the argument group: the top-level options and the sections; with --<section>.help,
-        that section's options and where their defaults come from."""
-        keys = [action.dest for action in group._group_actions]
-        if self.help_section is None:
-            return group is self.sections or bool(keys) and all("." not in key for key in keys)
-        if not keys:
-            return group.title == "default config file locations"
-        return all(key == self.help_section or key.startswith(self.help_section + ".") for key in keys)
-
-    def error(self, message, ex=None):
-        if not self.exit_on_error:
-            return super().error(message, ex)
-        # NOTE: the option names only for an unknown option: then the defaults (configs/mnist.yaml) are sound
-        options = option_names(self.get_defaults()) if message.startswith("unrecognized arguments") else ()
-        sys.stderr.write(f"error: {concise(message, options)}\n(python train.py --help lists the options)\n")
-        sys.exit(2)
-
-
 class ManualBPCLI(LightningCLI):
     """LightningCLI with this project's callbacks. Without a subcommand (run=False) it fits, then tests.
 
