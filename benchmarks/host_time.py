@@ -4,14 +4,15 @@
 
 With a tiny network (hidden [16]) a CPU step is nearly all host time (Python: Lightning's loop, the hooks, the
 layers' Functions, the optimizer), the part of a step that a GPU does not speed up. Every variant runs in a fresh
-process and times the second of two training epochs (no validation); rounds alternate the variants, and each figure
-is the minimum over the rounds (the least disturbed run). Variants:
+process and times epochs 2 to 4 of four training epochs (no validation), keeping the fastest; rounds alternate the
+variants, and each figure is the minimum over the rounds (the least disturbed epoch). Variants:
 
 - thin: a LightningModule as in Lightning's examples: torch.nn layers, automatic optimization, the loss returned,
   fused Adam, on the same on-device batches (models.data.MNISTDataModule), no callbacks, no logger.
 - train.py: `python train.py fit` with the default config and `--model.hidden_sizes [16]`.
 - train.py without X: the same with the callback X taken out (a benchmark-only callback removes it at setup).
 - train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
+- before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`).
 """
 import argparse
 import json
@@ -29,16 +30,20 @@ CALLBACKS = ("StopOnNonFinite", "GradientStatistics", "NativeGradientCheck", "La
 
 EPOCH_SCRIPT = """
 import json, sys, tempfile, warnings
+EPOCHS = 4
 warnings.filterwarnings("ignore")
 import torch
-from benchmarks.host_time import thin_epoch
-from benchmarks.run import train_py_epoch
 data_dir, variant, hidden, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 if variant == "thin":
+    from benchmarks.host_time import thin_epoch
     seconds = thin_epoch(data_dir, hidden)
 else:
+    from benchmarks.run import train_py_epoch
+    from benchmarks.timing import EpochTimer
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"), extra=["--model.hidden_sizes", hidden, *extra])
+        train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"),
+                       extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(EPOCHS), *extra])
+    seconds = min(EpochTimer.seconds[1:])
 print("EPOCH", json.dumps(seconds))
 """
 
@@ -66,11 +71,11 @@ def thin_epoch(data_dir, hidden):
             return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
 
     EpochTimer.seconds.clear()
-    trainer = pl.Trainer(max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[EpochTimer()],
                          accelerator="cpu", devices=1)
     trainer.fit(ThinModule(), datamodule=MNISTDataModule(data_dir, download=False))
-    return EpochTimer.seconds[-1]
+    return min(EpochTimer.seconds[1:])
 
 
 def variants():
@@ -86,9 +91,9 @@ def variants():
     return out
 
 
-def epoch_seconds(data_dir, variant, hidden, extra):
-    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(data_dir), variant, hidden, *extra], cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+def epoch_seconds(data_dir, variant, hidden, extra, tree=ROOT):
+    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(data_dir), variant, hidden, *extra], cwd=tree,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
     lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCH ")]
     if result.returncode or not lines:
         raise RuntimeError(f"{variant} {extra} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -101,14 +106,18 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hidden", default="[16]", help="--model.hidden_sizes of every variant")
     parser.add_argument("--only", nargs="*", help="only these variants (names as printed)")
+    parser.add_argument("--baseline", help="another tree whose train.py is timed too ('before: train.py')")
     args = parser.parse_args(argv)
     table = {name: spec for name, spec in variants().items() if not args.only or name in args.only}
+    if args.baseline:
+        table["before: train.py"] = ("train", [])
     seconds = {name: [] for name in table}
     for number in range(args.rounds):
         names = list(table) if number % 2 == 0 else list(reversed(table))
         for name in names:
             variant, extra = table[name]
-            seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, extra))
+            tree = Path(args.baseline).resolve() if name.startswith("before") else ROOT
+            seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, extra, tree))
             print(f"round {number + 1} {name}: {seconds[name][-1]:.3f} s", file=sys.stderr, flush=True)
     best = {name: min(values) for name, values in seconds.items()}
     reference = best.get("train.py")
