@@ -63,15 +63,17 @@ warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual opt
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
-# ... and "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
-logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
-# ... and "GPU available: False", "TPU available: False": where there is a GPU, whether it is used stays
+# ... nor "GPU available: False", "TPU available: False" (where there is a GPU, whether it is used stays)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-    lambda record: not record.getMessage().startswith(("GPU available: False", "TPU available: False")))
+    lambda record: "litlogger" not in record.getMessage()
+    and not record.getMessage().startswith(("GPU available: False", "TPU available: False")))
+# ... nor "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
+logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
 # what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger
 NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
                   SaveConfigCallback)
+
+
 class ManualBPCLI(LightningCLI):
     """LightningCLI with this project's callbacks. Without a subcommand (run=False) it fits, then tests.
 
@@ -228,7 +230,7 @@ class ManualBPCLI(LightningCLI):
         except ValueError as error:  # an impossible value (negative lr, hidden size 0, ...): say which, then stop
             self.parser.error(value_error(error, self.run_config()[0]))
         except MisconfigurationException as error:  # Lightning's: a Trainer or callback setting it cannot use
-            self.parser.error(str(error))
+            self.parser.error(value_error(error, self.run_config()[0]))
 
     def fit_and_test(self):
         """Fit, then (unless interrupted) test the best checkpoint by validation accuracy."""

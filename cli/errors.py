@@ -99,10 +99,11 @@ def option_names(defaults):
 
 def value_error(error, config):
     """The message of a ValueError that a class raised while the config was made into objects ("lr must be > 0, got
-    -0.1"), naming the option (--model.lr) when one argument of one section has that name and value."""
+    -0.1", or Lightning's "`max_epochs` must be ..."), naming the option (--model.lr) when one argument of one section
+    has that name and value."""
     while isinstance(error.__cause__ or error.__context__, ValueError):  # jsonargparse wraps it in its union error
         error = error.__cause__ or error.__context__
-    message = str(error)
+    message = re.sub(r"^`(\w+)`", r"\1", str(error))  # Lightning's own: "`max_epochs` must be ..."
     named = re.match(r"(\w+) must .*?(?:, got (.*))?$", message)
     if not named:
         return message

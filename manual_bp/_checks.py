@@ -111,7 +111,7 @@ def values_are_checked(tensor):
     NOTE: under torch.compile and torch.func transforms the value checks are skipped (shape and dtype checks still
     run): a check there would break the graph (compile) or see a batch of values as one (vmap).
     """
-    return not torch.compiler.is_compiling() and not is_transformed(tensor)
+    return not is_transformed(tensor) and not torch.compiler.is_compiling()
 
 
 def is_transformed(tensor):
@@ -125,16 +125,19 @@ def assert_values(ok, message, details):
     On CUDA the check is a device-side assert queued on the stream (torch._assert_async), the way torch's own
     kernels check class indices: the host never waits for the device, and a CUDA graph can capture it. A failure
     prints `message` in the kernel's assertion line and stops the process's CUDA context ("device-side assert
-    triggered", as torch's own checks do). Elsewhere (the CPU) `ok` is checked at once, and a failure raises
-    ValueError(details()): `details` runs only then, so it may read values (the offending element, the count).
+    triggered", as torch's own checks do). On the CPU `ok` is checked at once, and a failure raises
+    ValueError(details()): `details` runs only then, so it may read values (the offending element, the count). On any
+    other device (which has no such assert) `ok` is read.
     """
     if ok.device.type == "cuda":
         torch._assert_async(ok, message)
-        return
-    try:
-        torch._assert_async(ok, message)  # NOTE: on the CPU, the C++ check of one element: no Python read of it
-    except RuntimeError:
-        raise ValueError(details()) from None
+    elif ok.device.type == "cpu":
+        try:
+            torch._assert_async(ok, message)  # NOTE: the C++ check of one element: no Python read of it
+        except RuntimeError:
+            raise ValueError(details()) from None
+    elif not ok:
+        raise ValueError(details())
 
 
 def check_in_unit_interval(name, tensor):

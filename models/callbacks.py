@@ -83,13 +83,17 @@ class GradientStatistics(pl.Callback):
             writer = tensorboard(trainer)
             if writer is not None and trainer.is_global_zero:
                 self.write_norms(writer, pl_module, trainer.global_step)
-        if trainer.is_last_batch and trainer.is_global_zero:
-            writer = tensorboard(trainer)
-            for name, parameter in pl_module.named_parameters() if writer is not None else ():
-                # NOTE: "parameters/...": the group sorts after acc/ and loss/ in the Time Series tab
-                writer.add_histogram(f"parameters/{name}", parameter.detach(), trainer.current_epoch)
-                if parameter.grad is not None:
-                    writer.add_histogram(f"parameters_grad/{name}", parameter.grad, trainer.current_epoch)
+        writer = tensorboard(trainer) if trainer.is_last_batch and trainer.is_global_zero else None
+        if writer is not None:
+            self.write_histograms(writer, pl_module, trainer.current_epoch)
+
+    @staticmethod
+    def write_histograms(writer, pl_module, epoch):
+        for name, parameter in pl_module.named_parameters():
+            # NOTE: "parameters/...": the group sorts after acc/ and loss/ in the Time Series tab
+            writer.add_histogram(f"parameters/{name}", parameter.detach(), epoch)
+            if parameter.grad is not None:
+                writer.add_histogram(f"parameters_grad/{name}", parameter.grad, epoch)
 
     @staticmethod
     def write_norms(writer, pl_module, step):

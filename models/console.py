@@ -25,7 +25,10 @@ class EpochSummary(pl.Callback):
     def __init__(self):
         self.started = None
 
-    def on_fit_start(self, trainer, pl_module):
+    def setup(self, trainer, pl_module, stage):
+        if stage != "fit":
+            return
+        # NOTE: at setup, before Lightning's model summary and "Loading `train_dataloader`" lines: the first line
         folder = trainer.log_dir if trainer.logger is not None else None  # NOTE: on every rank (a collective in DDP)
         if folder and trainer.is_global_zero:
             print(f"run folder: {folder}", flush=True)  # where TensorBoard's events, config.yaml and checkpoints go

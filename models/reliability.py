@@ -134,6 +134,7 @@ class StopOnNonFinite(pl.Callback):
 
     def __init__(self):
         self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
+        self.one = None  # the scale the check multiplies every gradient by
         self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -142,7 +143,9 @@ class StopOnNonFinite(pl.Callback):
             return
         device = grads[0].device
         if self.found_inf is None or self.found_inf.device != device:
-            self.found_inf, self.one = torch.zeros((), device=device), torch.ones((), device=device)
+            # NOTE: float32 whatever torch's default dtype: the check takes float32 flags only
+            self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
+            self.one = torch.ones((), dtype=torch.float32, device=device)
         # NOTE: an elementwise test in each gradient's own dtype (no sum that could overflow float16); the gradients
         # are multiplied by 1, which leaves every value as it was
         torch._amp_foreach_non_finite_check_and_unscale_(grads, self.found_inf, self.one)

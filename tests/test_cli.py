@@ -60,7 +60,8 @@ def test_train_py_reads_the_default_config_through_the_cli_without_warnings(subc
     (["--data.batch_size", "0"], "--data.batch_size must be >= 1, got 0"),
     # grad_check has an every_n_steps too: the option named is the one given that value
     (["--layer_stats.every_n_steps", "-1"], "--layer_stats.every_n_steps must be >= 0 (0: off), got -1"),
-    (["--trainer.max_epochs", "-5"], "`max_epochs` must be a non-negative integer or -1. You passed in -5."),  # Lightning's
+    # Lightning's own message, named as the option
+    (["--trainer.max_epochs", "-5"], "--trainer.max_epochs must be a non-negative integer or -1. You passed in -5."),
 ])
 def test_invalid_config_fails_before_training_with_a_clear_message(args, message, capsys, tmp_path):
     code, out, err = run_cli(["fit", *args, "--data.data_dir", str(tmp_path / "never_read"),

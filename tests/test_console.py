@@ -9,7 +9,6 @@ import sys
 import termios
 
 import pytest
-import yaml
 
 from pytorch_lightning.loggers import CSVLogger
 

@@ -99,3 +99,11 @@ def test_grad_transforms_of_batch_norm_update_running_statistics_as_torch(transf
             derivative = torch.func.grad(lambda x: (batch_norm(x, *stats, training=True) * scores).sum())(x)
         results.append((derivative, *stats))
     torch.testing.assert_close(results[0], results[1])
+
+
+@pytest.mark.parametrize("loss", [MF.cross_entropy, MF.nll_loss])
+def test_an_out_of_range_class_index_under_vmap_is_the_one_line_error(loss):
+    """On the CPU the gather's bound check still sees a bad target under vmap; the message then names no value."""
+    targets = torch.tensor([[0, 1, 3, 2], [0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"^target must hold class indices in \[0, 2\] \(C=3\) or ignore_index=-100$"):
+        vmap(loss)(torch.randn(2, 4, 3), targets)

@@ -1,8 +1,10 @@
 """No op reads a tensor's values into Python on its default path (value checks included).
 
 On CUDA such a read (`.item()`, `bool(t)`, `.tolist()`, `.cpu()`, ...) makes the host wait for the device, and a
-CUDA graph cannot contain it. Without a GPU the same property is checked here: every Python-level read raises while
-each op runs forward and backward (scripts/gpu_check.sh proves it on CUDA with torch.cuda.set_sync_debug_mode).
+CUDA graph cannot contain it. Here, on the CPU, every Python-level read raises while each op runs forward and
+backward: the ops' own code and the value checks the CPU runs. The checks' CUDA branch (class indices computed on
+the device, _checks.assert_values' device-side assert) is proven on a GPU: tests/test_cuda.py runs every op and a
+training step under torch.cuda.set_sync_debug_mode("error") (scripts/gpu_check.sh).
 """
 import contextlib
 

@@ -162,8 +162,9 @@ def test_a_run_without_a_logger_trains_and_leaves_only_its_checkpoints_so_it_run
         assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best-epoch00.ckpt", "last.ckpt"]
 
 
-def test_the_resume_command_of_a_run_without_a_logger_is_its_own_command_line():
+def test_the_resume_command_of_a_run_without_a_logger_is_its_own_command_line(monkeypatch):
     from train import rerun_command
+    monkeypatch.chdir(ROOT)  # NOTE: train.py is named as run from here (elsewhere by its absolute path)
     command = rerun_command(["--trainer.logger", "false", "--model.hidden_sizes", "[8]", "--ckpt_path", "old.ckpt",
                              "--trainer.callbacks+={\"class_path\": \"A\"}"])
     assert command.format(checkpoint="'my runs/last.ckpt'") == (

@@ -127,7 +127,8 @@ def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_ever
                                                                                       norm, tmp_path):
     # 2,500 digits in batches of 64: 40 batches, the last of 4 digits; 45 steps cross an epoch boundary.
     # With batch norm the running statistics (buffers of the state dict) are updated inside the graph too.
-    graph_trainer, graph, graph_hooks, graph_norms = monitored_fit(mnist_slice, accelerator, True, tmp_path / "g", norm=norm)
+    graph_trainer, graph, graph_hooks, graph_norms = monitored_fit(mnist_slice, accelerator, True, tmp_path / "g",
+                                                                   norm=norm)
     eager_trainer, eager, eager_hooks, eager_norms = monitored_fit(mnist_slice, accelerator, False, tmp_path / "e",
                                                                    norm=norm)
     assert (graph.train_step.graph is not None) == (accelerator == "cuda")
@@ -207,6 +208,20 @@ def test_the_non_finite_check_finds_one_bad_element_in_any_gradient(bad):
     else:
         with pytest.raises(NonFiniteLossError, match="at step 5 "):
             StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
+
+
+def test_the_non_finite_check_works_whatever_the_default_dtype():
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = MNISTClassifier(hidden_sizes=(8,))
+        for parameter in model.parameters():
+            parameter.grad = torch.ones_like(parameter)
+        model.net[2].bias.grad[3] = math.nan
+        trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+        with pytest.raises(NonFiniteLossError, match="at step 5 "):
+            StopOnNonFinite().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 def test_the_non_finite_check_of_float16_gradients_cannot_overflow():

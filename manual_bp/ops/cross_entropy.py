@@ -62,7 +62,7 @@ class CrossEntropyLossFunction(Function):
         dim = class_dim(input.dim())
         classes = input.shape[dim]
         log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
-        counted, _, target_weight, picked = pick_targets(log_probs, target, weight, ignore_index)  # (N, ...)
+        counted, target_weight, picked = pick_targets(log_probs, target, weight, ignore_index)  # (N, ...)
         nll = -picked  # −log p_i[y_i]
         nll = only_counted(counted, nll if weight is None else nll * target_weight)  # an ignored target costs 0
         if label_smoothing > 0:

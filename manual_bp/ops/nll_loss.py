@@ -22,36 +22,46 @@ def index_shape(input):
     return input.shape[:dim] + input.shape[dim + 1:]
 
 
-def counted_targets(target, weight, ignore_index):
-    """(counted, safe target, weight of each target): the class-index bookkeeping forward and backward share.
+def safe_targets(target, ignore_index):
+    """(counted, safe target): which targets count, and the targets with each ignored one replaced by class 0.
 
-    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by class 0 before any
-    indexing and masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN.
+    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced before any indexing and
+    masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN.
     """
     counted = target != ignore_index  # (N, d1, ..., dK) bool
-    safe_target = torch.where(counted, target, 0)
+    return counted, torch.where(counted, target, 0)
+
+
+def counted_targets(target, weight, ignore_index):
+    """(counted, safe target, weight of each target): the class-index bookkeeping of the backward."""
+    counted, safe_target = safe_targets(target, ignore_index)
     target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
     return counted, safe_target, target_weight
 
 
 def pick_targets(values, target, weight, ignore_index):
-    """The forward's bookkeeping: counted_targets, and values[i, y_i] of values (N, C, d1, ..., dK) -> (N, d1, ..., dK).
+    """The forward's bookkeeping: (counted, weight of each target, values[i, y_i]) for values (N, C, d1, ..., dK).
 
     NOTE: on the CPU this gather is the class-index check (check_class_indices leaves the CPU to it): a target
     outside [0, C) that is not ignore_index fails the gather's own bound check, at no cost of a pass of its own, and
-    is reported as check_class_indices reports it. The class weights are indexed after it (a weight[-1] would wrap).
+    is reported as check_class_indices reports it (torch's wording, "index 5 is out of bounds for dimension 1 with
+    size 3", tells it from other failures; tests/test_bad_input.py would see it change). The class weights are
+    indexed after it: weight[-1] would wrap around.
     """
     dim = class_dim(values.dim())
-    counted = target != ignore_index  # (N, d1, ..., dK) bool
-    safe_target = torch.where(counted, target, 0)
+    counted, safe_target = safe_targets(target, ignore_index)
     try:
         picked = values.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # x_{i, y_i}: (N, C, ...) -> (N, ...)
     except RuntimeError as error:
         if "out of bounds" not in str(error):
             raise
-        raise ValueError(class_index_error(target, values.shape[dim], ignore_index)) from None
+        classes = values.shape[dim]
+        # NOTE: under a torch.func transform the offending value is not looked up (vmap cannot batch a masked read)
+        message = (class_index_message(classes, ignore_index) if _checks.is_transformed(target)
+                   else class_index_error(target, classes, ignore_index))
+        raise ValueError(message) from None
     target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
-    return counted, safe_target, target_weight, picked
+    return counted, target_weight, picked
 
 
 def only_counted(counted, per_sample):
@@ -75,7 +85,7 @@ class NLLLossFunction(Function):
 
     @staticmethod
     def forward(input, target, weight, ignore_index, reduction):
-        counted, _, target_weight, picked = pick_targets(input, target, weight, ignore_index)  # x_{i, y_i}: (N, ...)
+        counted, target_weight, picked = pick_targets(input, target, weight, ignore_index)  # x_{i, y_i}: (N, ...)
         loss = only_counted(counted, -picked if weight is None else -picked * target_weight)  # ignored: 0
         if reduction != "mean":
             return reduce_loss(loss, reduction)
