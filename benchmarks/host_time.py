@@ -1,6 +1,6 @@
 """Host time of a training step: train.py against a thin Lightning module, and what each per-step callback costs.
 
-    python -m benchmarks.host_time --data_dir ../shared/datasets/mnist [--rounds 3] [--hidden 16]
+    python -m benchmarks.host_time --data_dir data/mnist [--rounds 3] [--hidden "[16]"]
 
 With a tiny network (hidden [16]) a CPU step is nearly all host time (Python: Lightning's loop, the hooks, the
 layers' Functions, the optimizer), the part of a step that a GPU does not speed up. Every variant runs in a fresh
@@ -12,7 +12,8 @@ variants, and each figure is the minimum over the rounds (the least disturbed ep
 - train.py: `python train.py fit` with the default config and `--model.hidden_sizes [16]`.
 - train.py without X: the same with the callback X taken out (a benchmark-only callback removes it at setup).
 - train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
-- before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`).
+- before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`),
+  which must have benchmarks.run.train_py_epoch and benchmarks.timing.EpochTimer.
 """
 import argparse
 import json
@@ -49,7 +50,7 @@ print("EPOCH", json.dumps(seconds))
 
 
 def thin_epoch(data_dir, hidden):
-    """Seconds of the second training epoch of the thin module (see the module docstring)."""
+    """Seconds of the fastest of epochs 2-4 of the thin module (see the module docstring)."""
     import pytorch_lightning as pl
     import torch
     import torch.nn.functional as F
