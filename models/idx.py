@@ -102,7 +102,9 @@ def download(data_dir, dataset):
 
     cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
     raw = Path(data_dir) / TORCHVISION_FOLDERS[dataset] / "raw"
-    new_folders = [folder for folder in (raw, raw.parent, Path(data_dir)) if not folder.exists()]
+    # NOTE: data_dir's own parents too (data/mnist in a folder without data/): torchvision makes them all
+    new_folders = [folder for folder in (raw, raw.parent, Path(data_dir), *Path(data_dir).parents)
+                   if not folder.exists()]
     try:
         for train in (True, False):
             cls(str(data_dir), train=train, download=True)

@@ -2,6 +2,7 @@
 import gzip
 import shutil
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,13 +61,14 @@ def test_missing_folder_offline_names_the_folder_and_the_four_files(tmp_path):
 def test_failed_download_gives_a_clear_error_not_a_hang(tmp_path, monkeypatch):
     from torchvision import datasets
 
-    def offline(*args, **kwargs):
+    def offline(root, *args, **kwargs):
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True)  # NOTE: as torchvision does before it downloads
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(datasets, "MNIST", offline)
     with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.*the download failed: .*no network"):
         MNISTDataModule(str(tmp_path / "new" / "data"), download=True).prepare_data()
-    assert not (tmp_path / "new" / "data").exists()  # a failed attempt leaves no folder it made
+    assert list(tmp_path.iterdir()) == []  # a failed attempt leaves no folder it made, "new" included
 
 
 def test_a_failed_download_removes_the_folders_it_created_and_only_those(tmp_path, monkeypatch):
