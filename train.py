@@ -41,8 +41,8 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from cli.errors import AcceleratorError, check_accelerator, value_error
 from cli.parser import HELP, SECTIONS, ConciseParser
-from cli.resume import (LIGHTNING_CKPT_NAMES, SETTINGS, ResumeError, check_same_settings, hpc_checkpoint,
-                        resume_checkpoint, train_py)
+from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeError, check_same_settings,
+                        hpc_checkpoint, resume_checkpoint, resume_command, train_py)
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochProgressBar, EpochSummary, LayerTable
@@ -54,7 +54,6 @@ from models.run_folder import RunFolderError, lock_run_folder, release_run_folde
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"
 # NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
 # step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
@@ -242,12 +241,6 @@ class ManualBPCLI(LightningCLI):
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
         if results and self.trainer.is_global_zero:
             print(f"test accuracy: {100 * results[0]['test/acc']:.2f}%  ({best or 'final weights'})")
-
-
-def resume_command():
-    """RESUME_COMMAND as printed here: with train.py named so that it runs from the working directory (the config
-    keeps RESUME_COMMAND itself, and a resume may run elsewhere)."""
-    return RESUME_COMMAND.replace("train.py", train_py(), 1)
 
 
 def rerun_command(argv):

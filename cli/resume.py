@@ -12,6 +12,7 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from models.checkpoints import DamagedCheckpointError, newest_good_checkpoint, read_checkpoint
 
 TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
+RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"  # GracefulInterrupt's, in the config
 # arguments that say where the data are or how fast a step runs, not what is learned: free to change when a run
 # resumes, and left out of TensorBoard's HParams tab (train.py passes them to TestReport)
 SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
@@ -81,7 +82,7 @@ def own_config_command(path):
     config = path.parent.parent / "config.yaml"
     if path.parent.name != "checkpoints" or not config.is_file():
         return None
-    return f"python {train_py()} --config {shlex.quote(str(config))} --ckpt_path {shlex.quote(str(path))}"
+    return resume_command().format(config=shlex.quote(str(config)), checkpoint=shlex.quote(str(path)))
 
 
 def trainer_limits(trainer_config):
@@ -120,6 +121,12 @@ def hpc_checkpoint(config, path):
                           f"trainer.default_root_dir) and without this project's checks; to resume from it give "
                           f"--ckpt_path {shlex.quote(str(file))}, else move it out of {folder}")
     return None
+
+
+def resume_command():
+    """RESUME_COMMAND as printed here: with train.py named so that it runs from the working directory (the config
+    keeps RESUME_COMMAND itself, and a resume may run elsewhere)."""
+    return RESUME_COMMAND.replace("train.py", train_py(), 1)
 
 
 def train_py():

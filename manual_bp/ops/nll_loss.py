@@ -154,9 +154,14 @@ def check_class_indices(target, classes, ignore_index):
     CPU the forward's gather checks them (pick_targets)."""
     if target.numel() == 0 or target.device.type == "cpu" or not _checks.values_are_checked(target):
         return
-    valid = ((target >= 0) & (target < classes)) | (target == ignore_index)  # (N, d1, ..., dK) bool
-    _checks.assert_values(valid.all(), class_index_message(classes, ignore_index),
+    _checks.assert_values(valid_targets(target, classes, ignore_index).all(),
+                          class_index_message(classes, ignore_index),
                           lambda: class_index_error(target, classes, ignore_index))
+
+
+def valid_targets(target, classes, ignore_index):
+    """Where a target is a class index in [0, C) or ignore_index: (N, d1, ..., dK) bool."""
+    return ((target >= 0) & (target < classes)) | (target == ignore_index)
 
 
 def class_index_message(classes, ignore_index):
@@ -165,7 +170,7 @@ def class_index_message(classes, ignore_index):
 
 def class_index_error(target, classes, ignore_index):
     """The message with the first offending target (a read: for the error only)."""
-    valid = ((target >= 0) & (target < classes)) | (target == ignore_index)
+    valid = valid_targets(target, classes, ignore_index)
     return f"{class_index_message(classes, ignore_index)}, got {int(target[~valid][0])}"
 
 
