@@ -48,17 +48,15 @@ from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochProgressBar, EpochSummary, LayerTable
 from models.data import DataSplitError
 from models.idx import DataFileError, DataNotFoundError
-from models.reliability import (GracefulInterrupt, NonFiniteLossError, RandomState, StopOnNonFinite,
-                                resume_checkpoint_path)
+from models.reliability import GracefulInterrupt, NonFiniteLossError, RandomState, resume_checkpoint_path
 from models.run_folder import RunFolderError, lock_run_folder, release_run_folders
+from models.training_steps import TrainingSteps
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-# NOTE: the module steps the optimizer itself (manual optimization), so a step-wise checkpoint holds the state after
-# step N with global_step N and the loader past batch N: exactly what a resume needs (tested bit for bit).
-warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
-# ... and a resume from such a checkpoint continues at the batch it stopped after: MNISTDataModule's state_dict holds
-# the position in the epoch, so Lightning's "dataloader is not resumable" does not apply
+# A step-wise checkpoint holds the state after step N with global_step N and the loader past batch N, and a resume
+# from it continues at the batch it stopped after: MNISTDataModule's state_dict holds the position in the epoch, so
+# Lightning's "dataloader is not resumable" does not apply (tested bit for bit)
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -105,7 +103,9 @@ class ManualBPCLI(LightningCLI):
         parser.add_lightning_class_args(FollowMovedRunFolder, "moved_run_folder")
         parser.add_lightning_class_args(GracefulInterrupt, "graceful_interrupt")
         parser.set_defaults({"graceful_interrupt.resume_command": RESUME_COMMAND})
-        parser.add_lightning_class_args(StopOnNonFinite, "stop_on_non_finite")
+        # the fast path of every step: CUDA graph replay (--training_steps.cuda_graph false: off), the epoch's loss
+        # and accuracy summed on the device, the stop at the first non-finite gradient
+        parser.add_lightning_class_args(TrainingSteps, "training_steps")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(NativeGradientCheck, "grad_check")

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = len(range(0, 55000, 128))  # the training batches of an epoch at batch size 128
 # callback class names train.py adds (per step: on_train_batch_start/end, on_before_optimizer_step)
-CALLBACKS = ("StopOnNonFinite", "GradientStatistics", "NativeGradientCheck", "LayerStatistics", "LearningRateMonitor",
+CALLBACKS = ("TrainingSteps", "GradientStatistics", "NativeGradientCheck", "LayerStatistics", "LearningRateMonitor",
              "ModelCheckpoint", "GracefulInterrupt", "EpochSummary", "RandomState", "FollowMovedRunFolder",
              "TestReport")
 

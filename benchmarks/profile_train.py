@@ -18,11 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = {  # (file suffix, function): what it is
     ("training_epoch_loop.py", "advance"): "one batch of Lightning's epoch loop (everything below)",
     ("fetchers.py", "__next__"): "  fetch the batch (TensorBatches: index, copy)",
-    ("classifier.py", "training_step"): "  our training_step",
-    ("train_step.py", "__call__"): "    forward + backward (TrainStep; on CUDA: copy in, replay)",
-    ("optimizer.py", "step"): "    LightningOptimizer.step: on_before_optimizer_step hooks + fused Adam",
-    ("lr_scheduler.py", "step"): "    the lr scheduler",
+    ("optimizer.py", "step"): "  LightningOptimizer.step: the closure below, optimizer-step hooks, fused Adam",
+    ("classifier.py", "training_step"): "    our training_step: the forward and loss (on CUDA: a replay)",
+    ("strategy.py", "backward"): "    the backward, with on_before/after_backward hooks (on CUDA: a replay)",
+    ("adam.py", "step"): "    torch's fused Adam",
+    ("training_steps.py", "on_before_optimizer_step"): "    TrainingSteps: the non-finite test",
+    ("lr_scheduler.py", "step"): "  the lr scheduler",
     ("call.py", "_call_callback_hooks"): "  callback hooks (all of them)",
+    ("training_steps.py", "on_train_batch_end"): "    TrainingSteps: the epoch sums, steps/loss",
     ("model_checkpoint.py", "on_train_batch_end"): "    ModelCheckpoint (last.ckpt every 100 steps)",
 }
 

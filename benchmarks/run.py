@@ -5,8 +5,8 @@
 
 1. per op: forward + backward time, manual / native (torch.utils.benchmark; median of alternating rounds)
 2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native;
-   and the step as train.py runs it, without Lightning: models/train_step.py (on CUDA: forward + backward as one
-   CUDA-graph replay) and fused Adam
+   and the step as train.py runs it, without Lightning: MNISTClassifier's forward (on CUDA made CUDA graphs by
+   models/training_steps.py), the loss's backward, the epoch sums and fused Adam
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
    step eager and without the step-wise last.ckpt), (b) a plain loop with native layers over in-memory tensors
    (torch's default Adam; also fused Adam), (c) torchvision MNIST with ToTensor/Normalize through a DataLoader
@@ -37,11 +37,11 @@ import manual_bp
 import manual_bp.optim
 import manual_bp.functional as MF
 from benchmarks.timing import EpochTimer, synchronize
-from models.classifier import batch_sums
+from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
 from models.idx import IDX_FILES
 from models.mlp import build_mlp, classification_loss
-from models.train_step import TrainStep
+from models.training_steps import batch_sums, graph_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SIZES = 128, (784, 800, 10)
@@ -142,20 +142,22 @@ def training_step_fn(backend, device):
 
 
 def step_without_lightning_fn(device):
-    """The step as MNISTClassifier runs it: TrainStep (on CUDA one graph replay), then fused Adam."""
-    net, optimizer, x, y = step_parts("manual", device, fused=True)
-
-    def loss_and_sums(images, labels):
-        scores = net(images)
-        loss = classification_loss(scores, labels, "cross_entropy", "manual")
-        return loss, batch_sums(loss, scores, labels)
-    train_step = TrainStep(loss_and_sums, lambda loss: loss.backward(), net.parameters(), device.type == "cuda")
+    """The step as train.py runs it, without Lightning: MNISTClassifier's forward (on CUDA made graphs by
+    graph_forward, as TrainingSteps does), the loss and its backward, the epoch sums, fused Adam."""
+    torch.manual_seed(0)
+    model = MNISTClassifier().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    images, labels = torch.randn(BATCH, 28, 28, device=device), torch.randint(10, (BATCH,), device=device)
+    sums = torch.zeros(3, device=device)
+    if device.type == "cuda":
+        graph_forward(model, images)
 
     def step():
-        train_step(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        out = model.training_step((images, labels), 0)
+        out["loss"].backward()
         optimizer.step()
-    for _ in range(3):  # warm-up and capture
-        step()
+        sums.add_(batch_sums(out["loss"], out["preds"], labels))
     return step
 
 
@@ -234,7 +236,7 @@ def train_py_epoch(data_dir, save_dir, batch_limit, device, cuda_graph=True, ext
         # NOTE: LightningCLI warns when it gets args while sys.argv holds this script's own options
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli_main(["fit", "--data.data_dir", str(data_dir), "--data.download", "false", "--trainer.max_epochs", "2",
-                  "--trainer.accelerator", device.type, "--model.cuda_graph", str(cuda_graph).lower(),
+                  "--trainer.accelerator", device.type, "--training_steps.cuda_graph", str(cuda_graph).lower(),
                   "--data.max_shift", "0",  # the same work as (b) and (c): no augmentation
                   "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
                   "--trainer.logger.init_args.save_dir", str(save_dir),
@@ -356,7 +358,7 @@ def print_table(results):
     step = results["training_step"]
     print(f"\ntraining step 784-800-10, Adam, batch 128: manual {step['manual_ms']:.2f} ms, native "
           f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}; train.py's step without Lightning "
-          f"(models/train_step.py{', one CUDA graph replay' if 'cuda_step_peak_bytes_manual' in step else ''}, "
+          f"(MNISTClassifier{', CUDA graph replays' if 'cuda_step_peak_bytes_manual' in step else ''}, "
           f"fused Adam) {step['train_step_ms']:.3f} ms")
     print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
           f"matmul 128x784x800 {step['matmul_gflops_128x784x800']:.1f} GFLOP/s, 2048^3 "

@@ -15,7 +15,7 @@ TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
 RESUME_COMMAND = "python train.py --config {config} --ckpt_path {checkpoint}"  # GracefulInterrupt's, in the config
 # arguments that say where the data are or how fast a step runs, not what is learned: free to change when a run
 # resumes, and left out of TensorBoard's HParams tab (train.py passes them to TestReport)
-SETTINGS = ("data_dir", "download", "eval_batch_size", "cuda_graph")
+SETTINGS = ("data_dir", "download", "eval_batch_size")
 LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")  # --ckpt_path values that name no file
 
 

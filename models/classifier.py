@@ -1,5 +1,4 @@
 """LightningModule: an MLP of manual_bp layers (or its torch.nn twin) classifying 28x28 images into 10 classes."""
-import logging
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -8,16 +7,15 @@ import torch
 import manual_bp.optim
 from models.callbacks import metric_tag
 from models.mlp import build_mlp, classification_loss
-from models.train_step import TrainStep, can_capture
-
-log = logging.getLogger(__name__)
 
 
 class MNISTClassifier(pl.LightningModule):
     """An MLP of manual_bp layers (or their torch.nn twin) that classifies 28x28 images into 10 classes.
 
-    The network comes from `build_mlp`, the loss from `classification_loss`, the training step's forward and backward
-    from `TrainStep` (a CUDA graph replay on CUDA).
+    The network comes from `build_mlp`, the loss from `classification_loss`. A training step returns the loss
+    (Lightning runs its backward and the optimizer step) and the predictions, from which the TrainingSteps callback
+    sums the epoch's loss and accuracy on the device (models/training_steps.py, which also makes the forward and
+    backward a CUDA graph on one GPU).
 
     Args:
         hidden_sizes: width of each hidden layer, e.g. [800] or [1024, 1024].
@@ -37,8 +35,6 @@ class MNISTClassifier(pl.LightningModule):
         weight_decay: L2 penalty (SGD) or decoupled weight decay (AdamW).
         lr_schedule: "none", "onecycle" (warm up then anneal, per step) or "cosine" (anneal per step to 0).
         input_size: pixels per image; num_classes: scores per image.
-        cuda_graph: on one CUDA device in 32-bit precision, run each training step's forward and backward as one
-            CUDA graph replay (models/train_step.py); elsewhere, or when false, every step runs eagerly.
     """
 
     def __init__(self, hidden_sizes: tuple[int, ...] = (800,), activation: Literal["relu", "sigmoid", "tanh"] = "relu",
@@ -50,66 +46,26 @@ class MNISTClassifier(pl.LightningModule):
                  optimizer_backend: Literal["native", "manual"] = "native", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0.0,
                  lr_schedule: Literal["none", "onecycle", "cosine"] = "none", input_size: int = 784,
-                 num_classes: int = 10, cuda_graph: bool = True):
+                 num_classes: int = 10):
         super().__init__()
         check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes)
         self.save_hyperparameters()
         self.net = build_mlp(input_size, hidden_sizes, num_classes, activation, backend, dropout, norm, init)
-        # NOTE: manual optimization: the training step's backward may be a graph replay, so the module runs it and
-        # then steps the optimizer through Lightning (hooks, step counter and checkpoints stay Lightning's)
-        self.automatic_optimization = False
-        self.train_step = None  # a TrainStep, made at the start of each fit
-        self.train_sums = None
 
     def forward(self, images):
         return self.net(images.flatten(1))  # (B, 28, 28) -> (B, 784) -> (B, 10)
 
-    def _loss_and_scores(self, images, labels):
-        scores = self(images)  # (B, 10)
-        return classification_loss(scores, labels, self.hparams.loss, self.hparams.backend), scores
-
-    def _loss_and_sums(self, images, labels):
-        """A training batch's forward pass: the loss to differentiate, and the batch's sums for the epoch's metrics
-        (computed here so that in a CUDA graph replay they are part of the graph, not kernels of their own)."""
-        loss, scores = self._loss_and_scores(images, labels)
-        return loss, batch_sums(loss, scores, labels)
-
     def _common_step(self, batch, stage):
         images, labels = batch
-        if stage == "train":
-            loss, sums = self.train_step(images, labels)  # forward + backward: .grad of every parameter; (), (3,)
-            self.optimizers().step()
-            scheduler = self.lr_schedulers()
-            if scheduler is not None:
-                scheduler.step()
-            self._log_training_metrics(loss, sums)
-            return {"loss": loss}
-        loss, scores = self._loss_and_scores(images, labels)
+        scores = self(images)  # (B, 10)
+        loss = classification_loss(scores, labels, self.hparams.loss, self.hparams.backend)
         preds = scores.argmax(dim=-1)  # (B, 10) -> (B,)
-        batch_size = len(labels)
-        self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
-        self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
-                 batch_size=batch_size, prog_bar=stage == "val")
+        if stage != "train":  # NOTE: training's loss and accuracy are summed on the device by TrainingSteps
+            batch_size = len(labels)
+            self.log(metric_tag("loss", stage), loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
+            self.log(metric_tag("acc", stage), (preds == labels).float().mean(), on_epoch=True, sync_dist=True,
+                     batch_size=batch_size, prog_bar=stage == "val")
         return {"loss": loss, "preds": preds}
-
-    def _log_training_metrics(self, loss, sums):
-        """The epoch's loss and accuracy, summed on the device and logged at its last step; the step's loss every
-        log_every_n_steps.
-
-        NOTE: not a self.log per step: on a GPU its host time is longer than the replayed step's. Logged in the last
-        batch, not in on_train_epoch_end, so that callbacks' on_train_epoch_end (the epoch line) see them.
-        """
-        self.train_sums.add_(sums)
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("steps/loss", loss, on_step=True, on_epoch=False)
-        if self.trainer.is_last_batch or self.trainer.global_step == self.trainer.max_steps:  # the epoch's last step
-            # NOTE: a copy: under DDP the reduce is an all-reduce in place
-            loss_sum, correct, total = self.trainer.strategy.reduce(self.train_sums.clone(), reduce_op="sum")
-            self.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
-                          on_epoch=True)
-
-    def on_train_epoch_start(self):
-        self.train_sums.zero_()  # NOTE: a run resumed mid-epoch sums from the resume point on
 
     def training_step(self, batch, batch_idx):
         return self._common_step(batch, "train")
@@ -119,13 +75,6 @@ class MNISTClassifier(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         return self._common_step(batch, "test")
-
-    def on_fit_start(self):
-        capture = self.hparams.cuda_graph and can_capture(self.device, self.trainer.world_size, self.trainer.precision)
-        self.train_step = TrainStep(self._loss_and_sums, self.manual_backward, self.parameters(), capture)
-        self.train_sums = torch.zeros(3, device=self.device)  # this epoch's [loss·B, correct, B]
-        if capture:
-            log.info("training steps: forward and backward as one CUDA graph replay")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -150,8 +99,7 @@ class MNISTClassifier(pl.LightningModule):
                                                             cycle_momentum=False)
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        # NOTE: the module steps the scheduler itself (manual optimization); "interval" tells LearningRateMonitor to
-        # log it per step, "name" is the tag of its curve
+        # NOTE: stepped after every optimizer step; "name" is the tag of its curve (LearningRateMonitor)
         schedule = {"scheduler": scheduler, "interval": "step", "name": "steps/lr"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
@@ -161,19 +109,6 @@ class MNISTClassifier(pl.LightningModule):
         if self.hparams.lr_schedule != "none":
             checkpoint["schedule_limits"] = {"lr_schedule": self.hparams.lr_schedule,
                                              "max_epochs": self.trainer.max_epochs, "max_steps": self.trainer.max_steps}
-
-
-def batch_sums(loss, scores, labels):
-    """[loss·B, correct, B] of a batch of B, whose sums over an epoch give its mean loss and accuracy:
-    (), (B, C), (B,) -> (3,).
-
-    NOTE: in float32 whatever the training precision: bfloat16 holds whole numbers exactly only up to 256, and
-    float16's loss·B overflows at 65504.
-    """
-    correct = (scores.argmax(dim=-1) == labels).sum()  # (B, C) -> (B,) -> ()
-    batch = len(labels)
-    count = torch.full_like(loss, batch, dtype=torch.float32)
-    return torch.stack([loss.detach().float() * batch, correct.float(), count])
 
 
 def check_hyperparameters(hidden_sizes, dropout, lr, momentum, weight_decay, input_size, num_classes):

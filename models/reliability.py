@@ -1,5 +1,5 @@
-"""Callbacks that keep a run safe: resumable Ctrl-C and SIGTERM, random state in checkpoints, a stop on non-finite
-loss."""
+"""Callbacks that keep a run safe: resumable Ctrl-C and SIGTERM, random state in checkpoints; the error of a
+non-finite gradient (raised by models/training_steps.py)."""
 import shlex
 import signal
 import sys
@@ -119,63 +119,6 @@ class GracefulInterrupt(pl.Callback):
         if received == signal.SIGINT:
             raise KeyboardInterrupt  # Lightning: on_exception hooks, teardown, exit status 1
         raise SystemExit(128 + received)  # as a shell reports a process ended by that signal
-
-
-class StopOnNonFinite(pl.Callback):
-    """Stops training at the first NaN or infinite gradient, before the optimizer applies it, so every checkpoint on
-    disk holds finite weights. The error names the step and the likely cause.
-
-    Every step, one kernel looks at every gradient element and sets a flag that sticks from the first non-finite
-    step on (torch.amp.GradScaler's check, with a scale of 1). On the CPU the flag is read at once. On a GPU reading
-    it would make the host wait for every step; there the flag stays on the device and is handed to the fused
-    optimizer as `found_inf` (as GradScaler does), so the device skips every update from that step on, and the host
-    reads it every `log_every_n_steps` and at each epoch's last batch (an optimizer without a fused kernel: at once).
-    """
-
-    def __init__(self):
-        self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
-        self.one = None  # the scale the check multiplies every gradient by
-        self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if not grads:
-            return
-        device = grads[0].device
-        if self.found_inf is None or self.found_inf.device != device:
-            # NOTE: float32 whatever torch's default dtype: the check takes float32 flags only
-            self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
-            self.one = torch.ones((), dtype=torch.float32, device=device)
-        # NOTE: an elementwise test in each gradient's own dtype (no sum that could overflow float16); the gradients
-        # are multiplied by 1, which leaves every value as it was
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, self.found_inf, self.one)
-        if device.type != "cuda" or not all(group.get("fused") for group in optimizer.param_groups):
-            if self.found_inf.item():  # NOTE: on the CPU a read of memory, not a wait
-                self.found_inf.zero_()
-                raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
-            return
-        if self.flagged_steps is None:
-            self.flagged_steps = torch.zeros((), dtype=torch.long, device=device)
-        self.flagged_steps.add_(self.found_inf.long())
-        optimizer.found_inf = self.found_inf  # NOTE: read by the fused step, which then skips
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.flagged_steps is not None and (trainer.global_step % trainer.log_every_n_steps == 0
-                                               or trainer.is_last_batch or trainer.global_step == trainer.max_steps):
-            self._raise_if_bad(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        if self.flagged_steps is not None:
-            self._raise_if_bad(trainer, pl_module)
-        for optimizer in trainer.optimizers:
-            if hasattr(optimizer, "found_inf"):
-                del optimizer.found_inf
-
-    def _raise_if_bad(self, trainer, pl_module):
-        flagged = int(self.flagged_steps)  # NOTE: the one host read, every log_every_n_steps
-        if flagged:
-            # the flag was set on the last `flagged` steps done: the first of them is step global_step − flagged
-            raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step - flagged)
 
 
 def non_finite_error(trainer, pl_module, what, step):

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
 from models.idx import IDX_FILES, IDX_MAGIC, read_idx
+from models.training_steps import TrainingSteps
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICE_DIR = ROOT / "tests" / "data" / "mnist_slice"  # shipped: 3,000 training and 1,000 test digits of the real MNIST
@@ -47,11 +48,15 @@ def quiet_trainer(**kwargs):
 
 
 def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, **trainer_kwargs):
-    """Seed 7, MNISTClassifier(**model_kwargs) on the slice in data_dir (500 held out), fitted by a quiet Trainer."""
+    """Seed 7, MNISTClassifier(**model_kwargs) on the slice in data_dir (500 held out), fitted by a quiet Trainer
+    with train.py's TrainingSteps (unless callbacks hold one)."""
     pl.seed_everything(7, verbose=False)
     model = MNISTClassifier(**dict(model_kwargs))
     data = MNISTDataModule(str(data_dir), download=False, val_size=500, batch_size=batch_size)
-    trainer = quiet_trainer(callbacks=list(callbacks), **trainer_kwargs)
+    callbacks = list(callbacks)
+    if not any(isinstance(callback, TrainingSteps) for callback in callbacks):
+        callbacks.append(TrainingSteps())
+    trainer = quiet_trainer(callbacks=callbacks, **trainer_kwargs)
     trainer.fit(model, data)
     return trainer, model, data
 

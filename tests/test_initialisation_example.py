@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lecture import initialisation
 from models.callbacks import EpochlessTensorBoardLogger, LayerStatistics
+from models.training_steps import TrainingSteps
 from tests.helpers import cli_args, fit
 from train import cli_main
 
@@ -77,8 +78,9 @@ def test_the_committed_figure_is_small():
 
 def test_layer_statistics_log_each_layer_on_every_nth_step(mnist_slice, tmp_path):
     logger = EpochlessTensorBoardLogger(str(tmp_path), name="stats", default_hp_metric=False)
-    model = {"hidden_sizes": (16, 8), "activation": "tanh", "cuda_graph": False}
-    fit(mnist_slice, model, [LayerStatistics(every_n_steps=2)], logger=logger, max_steps=6, limit_val_batches=0)
+    model = {"hidden_sizes": (16, 8), "activation": "tanh"}
+    fit(mnist_slice, model, [LayerStatistics(every_n_steps=2), TrainingSteps(cuda_graph=False)], logger=logger,
+        max_steps=6, limit_val_batches=0)
     events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0}).Reload()
     tags = {tag for tag in events.Tags()["scalars"] if tag.startswith("layers/")}
     expected = {f"layers/{stat}/net.{index}" for stat in ("act_mean", "act_std", "saturated") for index in (1, 3)}

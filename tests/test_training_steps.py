@@ -1,5 +1,6 @@
-"""The training step (models/train_step.py) inside Lightning: eager on the CPU, a CUDA-graph replay on CUDA with the
-same numbers as eager, every optimizer-step hook on every step, and non-finite steps stopped before the update."""
+"""The training step's fast path (models/training_steps.py) inside Lightning: eager on the CPU, CUDA-graph replays on
+CUDA with the same numbers as eager, every optimizer-step hook on every step, the epoch's metrics over all its digits,
+and non-finite steps stopped before the update."""
 import math
 from types import SimpleNamespace
 
@@ -10,87 +11,113 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from models.callbacks import GradientStatistics, NativeGradientCheck
-from models.mlp import build_mlp, classification_loss
-from models.reliability import NonFiniteLossError, StopOnNonFinite
-from models.train_step import TrainStep, can_capture
 from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
+from models.mlp import classification_loss
+from models.reliability import NonFiniteLossError
+from models.training_steps import TrainingSteps, can_capture, eager_forward, graph_forward
 from tests.helpers import StepLosses, fit, quiet_trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
-def batches(device, count, batch=32, last=None):
+def batches(count, batch=32, last=None):
     generator = torch.Generator().manual_seed(1)
     sizes = [batch] * count + ([last] if last else [])
-    return [(torch.randn(size, 784, generator=generator).to(device),
-             torch.randint(10, (size,), generator=generator).to(device)) for size in sizes]
+    return [(torch.randn(size, 28, 28, generator=generator), torch.randint(10, (size,), generator=generator))
+            for size in sizes]
 
 
-def plain_training(device, data, capture, dropout=0.0, lr=1e-2):
-    """Forward + backward by TrainStep, then a fused Adam step: the MNIST module's step without Lightning."""
-    torch.manual_seed(0)
-    net = build_mlp(784, (64,), 10, "relu", "manual", dropout).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+class RecordsGraphedSteps(pl.Callback):
+    """Whether each training step ran with the module's forward made a graph (by TrainingSteps)."""
 
-    def loss_and_scores(images, labels):
-        scores = net(images)
-        return classification_loss(scores, labels, "cross_entropy", "manual"), scores
+    def __init__(self):
+        self.graphed = []
 
-    step = TrainStep(loss_and_scores, lambda loss: loss.backward(), net.parameters(), capture)
-    losses, scores = [], []
-    for images, labels in data:
-        loss, batch_scores = step(images, labels)
-        optimizer.step()
-        losses.append(loss)
-        scores.append(batch_scores)
-    return net, torch.stack(losses), step, scores
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.graphed.append("forward" in vars(pl_module))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_step_computes_what_a_plain_loop_computes(device):
-    data = batches(device, 10, last=7)  # a smaller last batch runs eagerly, even in a captured run
-    net, losses, step, scores = plain_training(device, data, capture=device == "cuda")
-    assert (step.graph is not None) == (device == "cuda")
+    data = batches(10, last=7)  # a smaller last batch runs eagerly, even in a captured run
+    hparams = {"hidden_sizes": (64,), "lr_schedule": "none", "lr": 1e-2}
     torch.manual_seed(0)
-    twin = build_mlp(784, (64,), 10, "relu", "manual").to(device)
+    model = MNISTClassifier(**hparams)
+    steps, graphed = StepLosses(), RecordsGraphedSteps()
+    trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, graphed])
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    assert graphed.graphed == [device == "cuda"] * 10 + [False] * (device == "cpu")  # NOTE: the last runs eagerly
+    assert "forward" not in vars(model)  # the graph is gone after the fit
+    torch.manual_seed(0)
+    twin = MNISTClassifier(**hparams).net.to(device)
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2, fused=True)
-    twin_losses, twin_scores = [], []
+    losses = []
     for images, labels in data:
         optimizer.zero_grad()
-        twin_scores.append(twin(images))
-        loss = classification_loss(twin_scores[-1], labels, "cross_entropy", "manual")
+        loss = classification_loss(twin(images.to(device).flatten(1)), labels.to(device), "cross_entropy", "manual")
         loss.backward()
         optimizer.step()
-        twin_losses.append(loss.detach())
+        losses.append(loss.item())
     tolerance = {"rtol": 0, "atol": 0} if device == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
-    torch.testing.assert_close(losses, torch.stack(twin_losses), **tolerance)
-    torch.testing.assert_close(scores, [s.detach() for s in twin_scores], **tolerance)  # what the step hands back
-    torch.testing.assert_close(net.state_dict(), twin.state_dict(), **tolerance)
+    torch.testing.assert_close(steps.losses, losses, **tolerance)
+    torch.testing.assert_close(model.net.state_dict(), twin.state_dict(), **tolerance)
+
+
+def graphed_plain_training(data, dropout=0.0, norm="none", lr=1e-2):
+    """(the module, the losses) of a plain loop on CUDA whose forward and backward are graph_forward's replays."""
+    torch.manual_seed(0)
+    model = MNISTClassifier(hidden_sizes=(64,), dropout=dropout, norm=norm).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    graph_forward(model, data[0][0])
+    losses = []
+    for images, labels in data:
+        optimizer.zero_grad()
+        loss = classification_loss(model(images), labels, "cross_entropy", "manual")
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+    return model, torch.stack(losses)
 
 
 @CUDA
 def test_replays_equal_eager_steps_and_do_not_synchronise():
-    data = batches("cuda", 8)
-    eager, eager_losses, _, _ = plain_training("cuda", data, capture=False)
-    graph, graph_losses, step, _ = plain_training("cuda", data[:3], capture=True)
-    assert step.graph is not None
-    torch.testing.assert_close(graph_losses, eager_losses[:3], rtol=1e-5, atol=1e-6)
+    data = [(images.cuda(), labels.cuda()) for images, labels in batches(8)]
+    graphed, graph_losses = graphed_plain_training(data[:3])
+    eager_forward(graphed)
+    torch.manual_seed(0)
+    eager = MNISTClassifier(hidden_sizes=(64,)).cuda()
+    optimizer = torch.optim.Adam(eager.parameters(), lr=1e-2, fused=True)
+    for (images, labels), graph_loss in zip(data[:3], graph_losses):
+        optimizer.zero_grad()
+        loss = classification_loss(eager(images), labels, "cross_entropy", "manual")
+        loss.backward()
+        optimizer.step()
+        torch.testing.assert_close(loss.detach(), graph_loss, rtol=1e-5, atol=1e-6)
+    graph_forward(graphed, data[0][0])
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for images, labels in data[3:]:
-            step(images, labels)  # the forward and backward only: nothing in it may wait for the GPU
+        for images, labels in data[3:]:  # the forward and backward only: nothing in them may wait for the GPU
+            classification_loss(graphed(images), labels, "cross_entropy", "manual").backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
 
 @CUDA
 def test_dropout_draws_new_masks_in_every_replay():
-    data = batches("cuda", 4)
-    data = [data[0]] * 4  # the same batch and (lr 0) the same weights: only the dropout masks differ between steps
-    _, losses, step, _ = plain_training("cuda", data, capture=True, dropout=0.5, lr=0.0)
-    assert step.graph is not None and len(set(losses.tolist())) == 4
+    data = [(images.cuda(), labels.cuda()) for images, labels in batches(1)] * 4
+    _, losses = graphed_plain_training(data, dropout=0.5, lr=0.0)  # lr 0: only the dropout masks differ
+    assert len(set(losses.tolist())) == 4
+
+
+@CUDA
+def test_the_warm_up_before_capture_leaves_batch_norm_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = MNISTClassifier(hidden_sizes=(64,), norm="batch").cuda()
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    graph_forward(model, torch.randn(32, 28, 28, device="cuda"))
+    torch.testing.assert_close(dict(model.named_buffers()), before, rtol=0, atol=0)
 
 
 def test_only_one_cuda_process_in_32_bit_precision_is_captured():
@@ -109,16 +136,18 @@ class CountsOptimizerSteps(pl.Callback):
 
 
 def monitored_fit(data_dir, accelerator, cuda_graph, log_dir, **model_kwargs):
-    """(trainer, model, optimizer steps seen, the gradient norms written to TensorBoard as {tag: [(step, value)]})."""
-    monitors = [GradientStatistics(), NativeGradientCheck(every_n_steps=20), StopOnNonFinite(), CountsOptimizerSteps()]
+    """(trainer, model, optimizer steps seen, the gradient norms written to TensorBoard as {tag: [(step, value)]},
+    whether each step was a graph replay)."""
+    monitors = [GradientStatistics(), NativeGradientCheck(every_n_steps=20), TrainingSteps(cuda_graph),
+                RecordsGraphedSteps(), CountsOptimizerSteps()]
     logger = TensorBoardLogger(str(log_dir), name="", version="")
-    trainer, model, _ = fit(data_dir, {"hidden_sizes": (128,), "lr_schedule": "onecycle", "cuda_graph": cuda_graph,
-                                       **model_kwargs}, monitors, accelerator=accelerator, max_steps=45,
-                            limit_val_batches=0, log_every_n_steps=10, logger=logger)
+    trainer, model, _ = fit(data_dir, {"hidden_sizes": (128,), "lr_schedule": "onecycle", **model_kwargs}, monitors,
+                            accelerator=accelerator, max_steps=45, limit_val_batches=0, log_every_n_steps=10,
+                            logger=logger)
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
     norms = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
              if tag.startswith("steps/grad_norm")}
-    return trainer, model, monitors[-1].calls, norms
+    return trainer, model, monitors[-1].calls, norms, monitors[-2].graphed
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -127,11 +156,11 @@ def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_ever
                                                                                       norm, tmp_path):
     # 2,500 digits in batches of 64: 40 batches, the last of 4 digits; 45 steps cross an epoch boundary.
     # With batch norm the running statistics (buffers of the state dict) are updated inside the graph too.
-    graph_trainer, graph, graph_hooks, graph_norms = monitored_fit(mnist_slice, accelerator, True, tmp_path / "g",
-                                                                   norm=norm)
-    eager_trainer, eager, eager_hooks, eager_norms = monitored_fit(mnist_slice, accelerator, False, tmp_path / "e",
-                                                                   norm=norm)
-    assert (graph.train_step.graph is not None) == (accelerator == "cuda")
+    graph_trainer, graph, graph_hooks, graph_norms, graphed = monitored_fit(mnist_slice, accelerator, True,
+                                                                            tmp_path / "g", norm=norm)
+    eager_trainer, eager, eager_hooks, eager_norms, _ = monitored_fit(mnist_slice, accelerator, False,
+                                                                      tmp_path / "e", norm=norm)
+    assert graphed == ([accelerator == "cuda"] * 39 + [False]) + [accelerator == "cuda"] * 5  # NOTE: batch 40: 4
     assert graph_trainer.global_step == eager_trainer.global_step == graph_hooks == eager_hooks == 45
     tolerance = {"rtol": 0, "atol": 0} if accelerator == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
     assert float(graph_trainer.callback_metrics["steps/grad_check_max_rel_diff"]) < 1e-5  # the live check agrees
@@ -171,7 +200,6 @@ def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_sli
     tally = BatchTally()
     trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (32,)}, [tally], accelerator=accelerator, max_epochs=1,
                             limit_val_batches=0)
-    assert (model.train_step.graph is not None) == (accelerator == "cuda")
     losses, correct, counts = zip(*tally.rows)
     assert counts == (64,) * 39 + (4,)  # 2,500 digits; the last batch runs eagerly
     assert tally.returned == pytest.approx(losses, rel=1e-5)  # each step returned its own batch's loss
@@ -187,7 +215,7 @@ def test_training_stops_at_a_non_finite_step_with_finite_weights(mnist_slice, ac
     pl.seed_everything(7, verbose=False)
     model = MNISTClassifier(hidden_sizes=(128,), optimizer="sgd", lr=1e6)
     data = MNISTDataModule(str(mnist_slice), download=False, val_size=500, batch_size=64)
-    trainer = quiet_trainer(accelerator=accelerator, max_steps=40, limit_val_batches=0, callbacks=[StopOnNonFinite()])
+    trainer = quiet_trainer(accelerator=accelerator, max_steps=40, limit_val_batches=0, callbacks=[TrainingSteps()])
     with pytest.raises(NonFiniteLossError, match=r"the gradient became NaN or infinite at step (\d+)"):
         trainer.fit(model, data)
     # on the CPU the step is refused before the update; on a GPU the fused optimizer skips it on the device
@@ -204,10 +232,10 @@ def test_the_non_finite_check_finds_one_bad_element_in_any_gradient(bad):
     trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     if bad is None:
-        StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
+        TrainingSteps().on_before_optimizer_step(trainer, model, optimizer)
     else:
         with pytest.raises(NonFiniteLossError, match="at step 5 "):
-            StopOnNonFinite().on_before_optimizer_step(trainer, model, optimizer)
+            TrainingSteps().on_before_optimizer_step(trainer, model, optimizer)
 
 
 def test_the_non_finite_check_works_whatever_the_default_dtype():
@@ -219,7 +247,7 @@ def test_the_non_finite_check_works_whatever_the_default_dtype():
         model.net[2].bias.grad[3] = math.nan
         trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
         with pytest.raises(NonFiniteLossError, match="at step 5 "):
-            StopOnNonFinite().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
+            TrainingSteps().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
     finally:
         torch.set_default_dtype(torch.float32)
 
@@ -229,7 +257,7 @@ def test_the_non_finite_check_of_float16_gradients_cannot_overflow():
     for parameter in model.parameters():
         parameter.grad = torch.ones_like(parameter)  # 101,770 ones: a float16 sum of them would overflow 65504 to inf
     trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
-    StopOnNonFinite().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    TrainingSteps().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce"])
@@ -239,7 +267,7 @@ def test_every_loss_and_dropout_train_in_the_step(mnist_slice, accelerator, loss
     trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (128,), "loss": loss, "activation": "sigmoid",
                                           "optimizer": "sgd", "lr": 0.5, "dropout": 0.2},
                             [steps], accelerator=accelerator, max_steps=12, limit_val_batches=0)
-    assert (model.train_step.graph is not None) == (accelerator == "cuda") and trainer.global_step == 12
+    assert trainer.global_step == 12
     losses = steps.losses
     assert len(losses) == 12 and all(map(math.isfinite, losses))
     assert sum(losses[-3:]) / 3 < 0.9 * losses[0]  # it learns: the last steps' loss below the first step's

@@ -1,0 +1,160 @@
+"""How a training step runs fast, in one place: a callback around the LightningModule's own training_step.
+
+Everything here keeps the host from waiting for the device, so that on a GPU the host can run ahead of the kernels:
+
+- capture and replay: on one CUDA device in 32-bit precision, the module's forward (and with it its backward) is
+  a CUDA graph (torch.cuda.make_graphed_callables) from the first training batch on, replayed for every batch of
+  that shape; any other batch (a smaller last batch), validation and test run eagerly.
+- the metric sums: the epoch's [loss·B, correct, B] summed on the device and logged at the epoch's last batch;
+  the step's loss every log_every_n_steps.
+- the non-finite test: one kernel sets a sticky flag at the first NaN or infinite gradient; on a GPU the flag stays
+  on the device, the fused optimizer skips every update from that step on, and the host reads it every
+  log_every_n_steps.
+
+`--training_steps.cuda_graph false` turns the capture off; nothing else changes (the same sums, the same test).
+"""
+import logging
+
+import pytorch_lightning as pl
+import torch
+
+from models.reliability import non_finite_error
+
+log = logging.getLogger(__name__)
+
+
+def can_capture(device, world_size, precision):
+    """Whether a run's steps can be a CUDA graph: on CUDA, in one process (DDP's gradient all-reduce runs inside
+    the backward) and in 32-bit precision (autocast and a gradient scaler act between the captured kernels)."""
+    return torch.device(device).type == "cuda" and world_size == 1 and str(precision) in ("32-true", "32")
+
+
+def batch_sums(loss, preds, labels):
+    """[loss·B, correct, B] of a batch of B, whose sums over an epoch give its mean loss and accuracy:
+    (), (B,), (B,) -> (3,).
+
+    NOTE: in float32 whatever the training precision: bfloat16 holds whole numbers exactly only up to 256, and
+    float16's loss·B overflows at 65504.
+    """
+    batch = len(labels)
+    correct = (preds == labels).sum().float()  # (B,) -> ()
+    return torch.stack([loss.detach().float() * batch, correct, torch.full_like(correct, batch)])
+
+
+def graph_forward(module, images):
+    """Make `module`'s forward (and its backward) a CUDA graph for batches of `images`' shape in training mode; any
+    other batch, and eval mode, run the module's own forward. Undone by `eager_forward`.
+
+    The graph is captured after three warm-up passes on `images` (torch.cuda.make_graphed_callables); their updates
+    of buffers (a batch norm's running statistics) are undone, so the first replay is the first step's update.
+    """
+    buffers = [buffer.clone() for buffer in module.buffers()]
+    make_graphed = torch.cuda.make_graphed_callables(module, (images,))
+    with torch.no_grad():
+        for buffer, saved in zip(module.buffers(), buffers):
+            buffer.copy_(saved)
+    graphed = make_graphed.forward  # NOTE: torch sets the graphed forward on the module itself
+    eager = type(module).forward.__get__(module)
+    shape = images.shape
+    module.forward = lambda batch: graphed(batch) if batch.shape == shape else eager(batch)
+
+
+def eager_forward(module):
+    """Undo `graph_forward`: the module's forward is its class's again."""
+    module.__dict__.pop("forward", None)
+
+
+class TrainingSteps(pl.Callback):
+    """The fast path of every training step (see the module docstring): CUDA graph capture and replay, the epoch's
+    loss and accuracy summed on the device, and the stop at the first non-finite gradient.
+
+    When the module's training_step returns {"loss": loss, "preds": (B,) predicted classes}, this callback logs
+    `loss/train` and `acc/train` (epoch means over all its digits) and `steps/loss`; the forward made a graph is
+    the module's own (`self(inputs)` on the batch's first element).
+
+    Args:
+        cuda_graph: on one CUDA device in 32-bit precision, replay the module's forward and backward as CUDA
+            graphs; false: every step eagerly (the same numbers up to the order of floating-point sums).
+    """
+
+    def __init__(self, cuda_graph: bool = True):
+        self.cuda_graph = cuda_graph
+        self.graphed = None  # the module whose forward is a graph, while it is
+        self.sums = None  # this epoch's [loss·B, correct, B], on the device
+        self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
+        self.one = None  # the scale the check multiplies every gradient by
+        self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
+
+    # capture and replay
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if (self.graphed is None and self.cuda_graph
+                and can_capture(pl_module.device, trainer.world_size, trainer.precision)):
+            graph_forward(pl_module, batch[0])
+            self.graphed = pl_module
+            log.info("training steps: the forward and backward as CUDA graph replays")
+
+    def teardown(self, trainer, pl_module, stage):
+        if self.graphed is not None:
+            eager_forward(self.graphed)
+            self.graphed = None
+
+    # the metric sums
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.sums = torch.zeros(3, device=pl_module.device)  # NOTE: a run resumed mid-epoch sums from there on
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
+        log_step = trainer.global_step % trainer.log_every_n_steps == 0
+        if self.flagged_steps is not None and (last or log_step):
+            self._raise_if_flagged(trainer, pl_module)
+        if not isinstance(outputs, dict) or "preds" not in outputs:
+            return  # NOTE: a module that returns no predictions logs its training metrics itself
+        loss = outputs["loss"]
+        self.sums.add_(batch_sums(loss, outputs["preds"], batch[1]))
+        if log_step:
+            pl_module.log("steps/loss", loss.detach(), on_step=True, on_epoch=False)
+        if last:
+            # NOTE: logged in the last batch, not in on_train_epoch_end, so that every callback's on_train_epoch_end
+            # (the epoch line) sees them; a copy, since under DDP the reduce is an all-reduce in place
+            loss_sum, correct, total = trainer.strategy.reduce(self.sums.clone(), reduce_op="sum")
+            pl_module.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
+                               on_epoch=True)
+
+    # the non-finite test
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        device = grads[0].device
+        if self.found_inf is None or self.found_inf.device != device:
+            # NOTE: float32 whatever torch's default dtype: the check takes float32 flags only
+            self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
+            self.one = torch.ones((), dtype=torch.float32, device=device)
+        # NOTE: an elementwise test in each gradient's own dtype (no sum that could overflow float16), the one of
+        # torch.amp.GradScaler with a scale of 1, which leaves every value as it was
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, self.found_inf, self.one)
+        if device.type != "cuda" or not all(group.get("fused") for group in optimizer.param_groups):
+            if self.found_inf.item():  # NOTE: on the CPU a read of memory, not a wait
+                self.found_inf.zero_()
+                raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step)
+            return
+        if self.flagged_steps is None:
+            self.flagged_steps = torch.zeros((), dtype=torch.long, device=device)
+        self.flagged_steps.add_(self.found_inf.long())
+        optimizer.found_inf = self.found_inf  # NOTE: read by the fused step (as GradScaler hands it), which skips
+
+    def on_train_end(self, trainer, pl_module):
+        if self.flagged_steps is not None:
+            self._raise_if_flagged(trainer, pl_module)
+        for optimizer in trainer.optimizers:
+            if hasattr(optimizer, "found_inf"):
+                del optimizer.found_inf
+
+    def _raise_if_flagged(self, trainer, pl_module):
+        flagged = int(self.flagged_steps)  # NOTE: the one host read, every log_every_n_steps
+        if flagged:
+            # the flag was set on the last `flagged` steps done: the first of them is step global_step − flagged
+            raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step - flagged)
