@@ -5,7 +5,7 @@ Everything here keeps the host from waiting for the device, so that on a GPU the
 - capture and replay: on one CUDA device in 32-bit precision, the module's forward (and with it its backward) is
   a CUDA graph (torch.cuda.make_graphed_callables) from the first training batch on, replayed for every batch of
   that shape; any other batch (a smaller last batch), validation and test run eagerly.
-- the metric sums: the epoch's [loss·B, correct, B] summed on the device and logged at the epoch's last batch;
+- the metric sums: the epoch's Σ loss·B and correct digits summed on the device, logged at the epoch's last batch;
   the step's loss every log_every_n_steps.
 - the non-finite test: one kernel sets a sticky flag at the first NaN or infinite gradient; on a GPU the flag stays
   on the device, the fused optimizer skips every update from that step on, and the host reads it every
@@ -27,18 +27,6 @@ def can_capture(device, world_size, precision):
     """Whether a run's steps can be a CUDA graph: on CUDA, in one process (DDP's gradient all-reduce runs inside
     the backward) and in 32-bit precision (autocast and a gradient scaler act between the captured kernels)."""
     return torch.device(device).type == "cuda" and world_size == 1 and str(precision) in ("32-true", "32")
-
-
-def batch_sums(loss, preds, labels):
-    """[loss·B, correct, B] of a batch of B, whose sums over an epoch give its mean loss and accuracy:
-    (), (B,), (B,) -> (3,).
-
-    NOTE: in float32 whatever the training precision: bfloat16 holds whole numbers exactly only up to 256, and
-    float16's loss·B overflows at 65504.
-    """
-    batch = len(labels)
-    correct = (preds == labels).sum().float()  # (B,) -> ()
-    return torch.stack([loss.detach().float() * batch, correct, torch.full_like(correct, batch)])
 
 
 def graph_forward(module, images):
@@ -80,7 +68,8 @@ class TrainingSteps(pl.Callback):
     def __init__(self, cuda_graph: bool = True):
         self.cuda_graph = cuda_graph
         self.graphed = None  # the module whose forward is a graph, while it is
-        self.sums = None  # this epoch's [loss·B, correct, B], on the device
+        self.loss_sum = self.correct = None  # this epoch's Σ loss·B (float32) and correct digits, on the device
+        self.digits = 0  # ... and its digits
         self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
         self.one = None  # the scale the check multiplies every gradient by
         self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
@@ -102,7 +91,11 @@ class TrainingSteps(pl.Callback):
     # the metric sums
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.sums = torch.zeros(3, device=pl_module.device)  # NOTE: a run resumed mid-epoch sums from there on
+        # NOTE: the loss sum in float32 whatever the training precision (float16's loss·B overflows at 65504), the
+        # count in integers (bfloat16 holds whole numbers exactly only up to 256); resumed mid-epoch: from there on
+        self.loss_sum = torch.zeros((), dtype=torch.float32, device=pl_module.device)
+        self.correct = torch.zeros((), dtype=torch.long, device=pl_module.device)
+        self.digits = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
@@ -111,14 +104,17 @@ class TrainingSteps(pl.Callback):
             self._raise_if_flagged(trainer, pl_module)
         if not isinstance(outputs, dict) or "preds" not in outputs:
             return  # NOTE: a module that returns no predictions logs its training metrics itself
-        loss = outputs["loss"]
-        self.sums.add_(batch_sums(loss, outputs["preds"], batch[1]))
+        loss, labels = outputs["loss"].detach(), batch[1]
+        self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: three small kernels a step, no host read
+        self.correct.add_((outputs["preds"] == labels).sum())
+        self.digits += len(labels)
         if log_step:
-            pl_module.log("steps/loss", loss.detach(), on_step=True, on_epoch=False)
+            pl_module.log("steps/loss", loss, on_step=True, on_epoch=False)
         if last:
             # NOTE: logged in the last batch, not in on_train_epoch_end, so that every callback's on_train_epoch_end
-            # (the epoch line) sees them; a copy, since under DDP the reduce is an all-reduce in place
-            loss_sum, correct, total = trainer.strategy.reduce(self.sums.clone(), reduce_op="sum")
+            # (the epoch line) sees them; summed over the processes under DDP
+            sums = torch.stack([self.loss_sum, self.correct.float(), torch.full_like(self.loss_sum, self.digits)])
+            loss_sum, correct, total = trainer.strategy.reduce(sums, reduce_op="sum")
             pl_module.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
                                on_epoch=True)
 
