@@ -37,6 +37,7 @@ def graph_forward(module, images):
     of buffers (a batch norm's running statistics) are undone, so the first replay is the first step's update.
     """
     buffers = [buffer.clone() for buffer in module.buffers()]
+    images = images.clone()  # NOTE: the graph's input buffer, into which every replay copies its batch
     make_graphed = torch.cuda.make_graphed_callables(module, (images,))
     with torch.no_grad():
         for buffer, saved in zip(module.buffers(), buffers):

@@ -40,11 +40,14 @@ if [ -n "${BASELINE:-}" ]; then
 fi
 
 stage "CUDA tests"
-timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_train_step.py 2>&1 \
+timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training_steps.py 2>&1 \
     | tee "$OUT/tests.log" | tail -n 25
 
 stage "manual vs native on CUDA (largest errors per op)"
 timeout 60 $PYTHON -m manual_bp.check --device cuda > "$OUT/check.txt" 2>&1; tail -n 15 "$OUT/check.txt"
+
+stage "the operations each op launches on CUDA, manual against native"
+timeout 60 $PYTHON -m benchmarks.op_profile --device cuda 2>&1 | tee "$OUT/op_profile.txt" | cut -c1-90
 
 benchmarks
 
