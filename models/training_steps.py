@@ -91,9 +91,12 @@ class TrainingSteps(pl.Callback):
 
     # the metric sums
 
+    def on_train_start(self, trainer, pl_module):
+        self.on_train_epoch_start(trainer, pl_module)  # NOTE: resumed mid-epoch, no epoch starts: sums from there
+
     def on_train_epoch_start(self, trainer, pl_module):
         # NOTE: the loss sum in float32 whatever the training precision (float16's loss·B overflows at 65504), the
-        # count in integers (bfloat16 holds whole numbers exactly only up to 256); resumed mid-epoch: from there on
+        # count in integers (bfloat16 holds whole numbers exactly only up to 256)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=pl_module.device)
         self.correct = torch.zeros((), dtype=torch.long, device=pl_module.device)
         self.digits = 0
