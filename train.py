@@ -43,6 +43,7 @@ from cli.errors import AcceleratorError, check_accelerator, value_error
 from cli.parser import HELP, SECTIONS, ConciseParser
 from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeError, check_same_settings,
                         hpc_checkpoint, resume_checkpoint, resume_command, train_py)
+from models.callback_group import CallbackGroup
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochProgressBar, EpochSummary, LayerTable
@@ -183,6 +184,8 @@ class ManualBPCLI(LightningCLI):
             # with it alone still starts a new run; the objects were made from the values above
             self.resumed_logger.version = None
             self.run_config()[0].ckpt_path = None
+        # NOTE: one callback to Lightning, so each step pays Lightning's hook calls once, not once per callback
+        self.trainer.callbacks = CallbackGroup.around(self.trainer.callbacks)
 
     def without_logger(self):
         """--trainer.logger false: no TensorBoard and no run folder. Left out: the callbacks that only feed TensorBoard

@@ -4,6 +4,8 @@ import time
 import pytorch_lightning as pl
 import torch
 
+from models.callback_group import CallbackGroup
+
 
 def synchronize(device):
     if device.type == "cuda":
@@ -31,6 +33,11 @@ class Without(pl.Callback):
     def __init__(self, names: list = ()):
         self.names = set(names)
 
+    def named(self, callback):
+        return type(callback).__name__ in self.names
+
     def setup(self, trainer, pl_module, stage):
-        trainer.callbacks[:] = [callback for callback in trainer.callbacks
-                                if type(callback).__name__ not in self.names]
+        trainer.callbacks[:] = [callback for callback in trainer.callbacks if not self.named(callback)]
+        for callback in trainer.callbacks:
+            if isinstance(callback, CallbackGroup):  # train.py's, which holds this one too
+                callback.remove(self.named)

@@ -47,9 +47,9 @@ def quiet_trainer(**kwargs):
     return pl.Trainer(**{**quiet, **kwargs})
 
 
-def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, **trainer_kwargs):
+def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, ckpt_path=None, **trainer_kwargs):
     """Seed 7, MNISTClassifier(**model_kwargs) on the slice in data_dir (500 held out), fitted by a quiet Trainer
-    with train.py's TrainingSteps (unless callbacks hold one)."""
+    with train.py's TrainingSteps (unless callbacks hold one), from ckpt_path if given."""
     pl.seed_everything(7, verbose=False)
     model = MNISTClassifier(**dict(model_kwargs))
     data = MNISTDataModule(str(data_dir), download=False, val_size=500, batch_size=batch_size)
@@ -57,7 +57,7 @@ def fit(data_dir, model_kwargs=(), callbacks=(), batch_size=64, **trainer_kwargs
     if not any(isinstance(callback, TrainingSteps) for callback in callbacks):
         callbacks.append(TrainingSteps())
     trainer = quiet_trainer(callbacks=callbacks, **trainer_kwargs)
-    trainer.fit(model, data)
+    trainer.fit(model, data, ckpt_path=ckpt_path)
     return trainer, model, data
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from models.callback_group import each_callback
 from models.callbacks import EpochlessTensorBoardLogger
 from models.reliability import GracefulInterrupt
 from models.run_folder import release_run_folders
@@ -116,7 +117,7 @@ def test_a_run_started_in_another_folder_prints_absolute_paths_and_a_command_tha
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"run folder: {run_dir}" and out[1].startswith("epoch 1/1  train loss ") and len(out) == 3, out
     assert out[2].startswith("test accuracy: ") and out[2].endswith(f"  ({run_dir}/checkpoints/best-epoch00.ckpt)")
-    interrupt = next(callback for callback in cli.trainer.callbacks if isinstance(callback, GracefulInterrupt))
+    interrupt = next(callback for callback in each_callback(cli.trainer) if isinstance(callback, GracefulInterrupt))
     assert interrupt.resume_command == f"python {ROOT / 'train.py'} --config {{config}} --ckpt_path {{checkpoint}}"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["save_dir"] == \
         "runs"  # as given: a new run from this config writes where it runs
@@ -182,7 +183,7 @@ def test_under_slurm_lightning_does_not_requeue_on_sigusr1(mnist_slice, tmp_path
     before = signal.getsignal(signal.SIGUSR1)
     cli = cli_main(cli_args(mnist_slice, tmp_path / "runs", "--data.train_subset", "320", "--trainer.max_epochs", "1",
                             "--trainer.callbacks+=tests.helpers.SignalHandlers"))
-    handlers = next(callback for callback in cli.trainer.callbacks if isinstance(callback, SignalHandlers))
+    handlers = next(callback for callback in each_callback(cli.trainer) if isinstance(callback, SignalHandlers))
     assert handlers.sigusr1 is before  # no handler of Lightning's: SIGUSR1 does what it did before the run
     assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy: ")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]  # no hpc_ckpt_<n>.ckpt
