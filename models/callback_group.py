@@ -9,15 +9,18 @@ calls, for each hook, only its members that override it.
 import inspect
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelSummary, ProgressBar
+from pytorch_lightning.callbacks import (BasePredictionWriter, BatchSizeFinder, Checkpoint, EarlyStopping,
+                                         LearningRateFinder, ModelSummary, ProgressBar, Timer)
 from pytorch_lightning.cli import SaveConfigCallback
 
-# the hooks a member may override (all of pl.Callback's but the checkpoint state, which the group keeps itself)
+# the hooks a member may override (all of pl.Callback's but setup and the checkpoint state, which the group calls
+# itself)
 HOOKS = tuple(name for name, value in vars(pl.Callback).items()
-              if inspect.isfunction(value) and (name.startswith("on_") or name in ("setup", "teardown"))
+              if inspect.isfunction(value) and (name.startswith("on_") or name == "teardown")
               and name not in ("on_save_checkpoint", "on_load_checkpoint"))
-# callbacks Lightning finds by their type in trainer.callbacks: left where they are
-FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, ModelSummary, SaveConfigCallback)
+# callbacks Lightning looks up by their type in trainer.callbacks: left where they are
+FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, ModelSummary, Timer, BasePredictionWriter, BatchSizeFinder,
+                 LearningRateFinder, SaveConfigCallback)
 
 
 def overrides(callback, hook):
@@ -27,17 +30,21 @@ def overrides(callback, hook):
 class CallbackGroup(pl.Callback):
     """Calls each hook of its members that overrides it, in the members' order. Each member's checkpoint state is
     kept under the member's own state_key inside the group's (a checkpoint written with the members listed one by
-    one loads too)."""
+    one loads too). Members can log (`self.log`) as callbacks listed alone can."""
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
+        self.hooks = {}
+        self._index_hooks()
+
+    def _index_hooks(self):
         self.hooks = {hook: [getattr(member, hook) for member in self.callbacks if overrides(member, hook)]
                       for hook in HOOKS}
 
     @classmethod
     def around(cls, callbacks):
-        """`callbacks` with every one that Lightning does not find by type gathered into one group, at the place of
-        the first of them."""
+        """`callbacks` with every one that Lightning does not look up by type gathered into one group, at the place
+        of the first of them."""
         members = [callback for callback in callbacks if not isinstance(callback, FOUND_BY_TYPE + (cls,))]
         if len(members) < 2:
             return list(callbacks)
@@ -47,7 +54,13 @@ class CallbackGroup(pl.Callback):
 
     def remove(self, predicate):
         """Take the members for which predicate(member) is true out of the group."""
-        self.__init__([member for member in self.callbacks if not predicate(member)])
+        self.callbacks = [member for member in self.callbacks if not predicate(member)]
+        self._index_hooks()
+
+    def setup(self, trainer, pl_module, stage):
+        for member in list(self.callbacks):
+            member.log, member.log_dict = pl_module.log, pl_module.log_dict  # NOTE: as Lightning gives its callbacks
+            member.setup(trainer, pl_module, stage)
 
     def state_dict(self):
         return {member.state_key: state for member in self.callbacks if (state := member.state_dict())}
@@ -65,7 +78,7 @@ class CallbackGroup(pl.Callback):
         states = checkpoint.get("callbacks") or {}
         for member in self.callbacks:
             member.on_load_checkpoint(trainer, pl_module, checkpoint)
-            if member.state_key in states:  # NOTE: a checkpoint of a run whose callbacks were not grouped
+            if member.state_key in states:  # NOTE: a checkpoint of a run whose callbacks were listed one by one
                 member.load_state_dict(states[member.state_key])
 
 

@@ -114,7 +114,7 @@ class LayerStatistics(pl.Callback):
     The forward hooks are registered at the start of a recorded step and removed before its update, so the other
     steps, and every step when off, run no code of this callback's beyond a modulo; a recorded step reads its
     values back from the device (one synchronisation). In a CUDA graph replay the
-    forward runs no Python: only ∂L/∂W is recorded there (`training_steps.cuda_graph false` records all).
+    forward runs no Python: only ∂L/∂W is recorded there (TrainingSteps with `cuda_graph` false records all).
     """
 
     def __init__(self, every_n_steps: int = 0):

@@ -15,7 +15,7 @@ class MNISTClassifier(pl.LightningModule):
     The network comes from `build_mlp`, the loss from `classification_loss`. A training step returns the loss
     (Lightning runs its backward and the optimizer step) and the predictions, from which the TrainingSteps callback
     sums the epoch's loss and accuracy on the device (models/training_steps.py, which also makes the forward and
-    backward a CUDA graph on one GPU).
+    backward a CUDA graph on one GPU): without that callback a fit logs no loss/train and acc/train.
 
     Args:
         hidden_sizes: width of each hidden layer, e.g. [800] or [1024, 1024].

@@ -11,7 +11,7 @@ Everything here keeps the host from waiting for the device, so that on a GPU the
   on the device, the fused optimizer skips every update from that step on, and the host reads it every
   log_every_n_steps.
 
-`--training_steps.cuda_graph false` turns the capture off; nothing else changes (the same sums, the same test).
+The `cuda_graph` argument (false) turns the capture off; nothing else changes (the same sums, the same test).
 """
 import logging
 
@@ -23,15 +23,20 @@ from models.reliability import non_finite_error
 log = logging.getLogger(__name__)
 
 
-def can_capture(device, world_size, precision):
+def can_capture(device, world_size, precision, accumulate_grad_batches=1):
     """Whether a run's steps can be a CUDA graph: on CUDA, in one process (DDP's gradient all-reduce runs inside
-    the backward) and in 32-bit precision (autocast and a gradient scaler act between the captured kernels)."""
-    return torch.device(device).type == "cuda" and world_size == 1 and str(precision) in ("32-true", "32")
+    the backward), in 32-bit precision (autocast and a gradient scaler act between the captured kernels) and without
+    gradient accumulation (each replay writes the gradients into the same graph memory)."""
+    return (torch.device(device).type == "cuda" and world_size == 1 and str(precision) in ("32-true", "32")
+            and accumulate_grad_batches == 1)
 
 
 def graph_forward(module, images):
     """Make `module`'s forward (and its backward) a CUDA graph for batches of `images`' shape in training mode; any
     other batch, and eval mode, run the module's own forward. Undone by `eager_forward`.
+
+    The forward returns the graph's own output memory: call it once per step, before the backward (a second call in
+    training mode replays the graph again, over the activations the backward needs).
 
     The graph is captured after three warm-up passes on `images` (torch.cuda.make_graphed_callables); their updates
     of buffers (a batch norm's running statistics) are undone, so the first replay is the first step's update.
@@ -59,11 +64,12 @@ class TrainingSteps(pl.Callback):
 
     When the module's training_step returns {"loss": loss, "preds": (B,) predicted classes}, this callback logs
     `loss/train` and `acc/train` (epoch means over all its digits) and `steps/loss`; the forward made a graph is
-    the module's own (`self(inputs)` on the batch's first element).
+    the module's own (`self(inputs)` on the batch's first element), captured at the first full training batch.
 
     Args:
-        cuda_graph: on one CUDA device in 32-bit precision, replay the module's forward and backward as CUDA
-            graphs; false: every step eagerly (the same numbers up to the order of floating-point sums).
+        cuda_graph: on one CUDA device in 32-bit precision without gradient accumulation, replay the module's
+            forward and backward as CUDA graphs; false: every step eagerly (the same numbers up to the order of
+            floating-point sums).
     """
 
     def __init__(self, cuda_graph: bool = True):
@@ -78,8 +84,10 @@ class TrainingSteps(pl.Callback):
     # capture and replay
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if (self.graphed is None and self.cuda_graph
-                and can_capture(pl_module.device, trainer.world_size, trainer.precision)):
+        # NOTE: not on an epoch's last batch, which may be smaller (a run resumed there): the graph is for one shape
+        if (self.graphed is None and self.cuda_graph and not trainer.is_last_batch
+                and can_capture(pl_module.device, trainer.world_size, trainer.precision,
+                                trainer.accumulate_grad_batches)):
             graph_forward(pl_module, batch[0])
             self.graphed = pl_module
             log.info("training steps: the forward and backward as CUDA graph replays")
@@ -88,6 +96,9 @@ class TrainingSteps(pl.Callback):
         if self.graphed is not None:
             eager_forward(self.graphed)
             self.graphed = None
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.teardown(trainer, pl_module, "fit")  # NOTE: Lightning tears callbacks down only after a fit that ended
 
     # the metric sums
 
@@ -108,7 +119,8 @@ class TrainingSteps(pl.Callback):
             self._raise_if_flagged(trainer, pl_module)
         if not isinstance(outputs, dict) or "preds" not in outputs:
             return  # NOTE: a module that returns no predictions logs its training metrics itself
-        loss, labels = outputs["loss"].detach(), batch[1]
+        # NOTE: with gradient accumulation Lightning hands back the loss divided by the batches accumulated
+        loss, labels = outputs["loss"].detach() * trainer.accumulate_grad_batches, batch[1]
         self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: three small kernels a step, no host read
         self.correct.add_((outputs["preds"] == labels).sum())
         self.digits += len(labels)

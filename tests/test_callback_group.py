@@ -83,3 +83,14 @@ def test_a_members_state_survives_a_resume_grouped_or_not(mnist_slice, tmp_path)
         fit(mnist_slice, {"hidden_sizes": (8,)}, [CallbackGroup([resumed, pl.Callback()])], max_steps=5,
             limit_val_batches=0, ckpt_path=str(path))
         assert (counts.steps, resumed.steps) == (3, 5)  # 3 steps before the checkpoint, 2 after it
+
+
+class LogsItsStep(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.log("steps/seen", float(trainer.global_step))
+
+
+def test_a_member_logs_as_a_callback_listed_alone(mnist_slice):
+    trainer, _, _ = fit(mnist_slice, {"hidden_sizes": (8,)}, [CallbackGroup([LogsItsStep(), pl.Callback()])],
+                        max_steps=3, limit_val_batches=0)
+    assert float(trainer.callback_metrics["steps/seen"]) == 3.0

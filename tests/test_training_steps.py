@@ -29,15 +29,26 @@ def batches(count, batch=32, last=None):
             for size in sizes]
 
 
-class RecordsGraphedSteps(pl.Callback):
-    """Whether each training step ran with the module's forward made a graph by TrainingSteps (a batch of another
-    shape than the first then runs eagerly)."""
+class CountsReplays(pl.Callback):
+    """How many CUDA graph replays each training step ran (a graphed step: 2, its forward and its backward)."""
 
     def __init__(self):
-        self.graphed = []
+        self.replays, self.count, self.replay = [], 0, None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.replay = replay = torch.cuda.CUDAGraph.replay
+
+        def counted(graph):
+            self.count += 1
+            replay(graph)
+        torch.cuda.CUDAGraph.replay = counted
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.graphed.append("forward" in vars(pl_module))
+        self.replays.append(self.count)
+        self.count = 0
+
+    def on_fit_end(self, trainer, pl_module):
+        torch.cuda.CUDAGraph.replay = self.replay
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -46,10 +57,11 @@ def test_the_step_computes_what_a_plain_loop_computes(device):
     hparams = {"hidden_sizes": (64,), "lr_schedule": "none", "lr": 1e-2}
     torch.manual_seed(0)
     model = MNISTClassifier(**hparams)
-    steps, graphed = StepLosses(), RecordsGraphedSteps()
-    trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, graphed])
+    steps, replays = StepLosses(), CountsReplays()
+    trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, replays])
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    assert graphed.graphed == [device == "cuda"] * 11  # NOTE: the last, smaller batch runs eagerly (its own shape)
+    graphed = 2 * (device == "cuda")  # a graphed step replays its forward and its backward
+    assert replays.replays == [graphed] * 10 + [0]  # NOTE: the last, smaller batch runs eagerly (its own shape)
     assert "forward" not in vars(model)  # the graph is gone after the fit
     torch.manual_seed(0)
     twin = MNISTClassifier(**hparams).net.to(device)
@@ -121,8 +133,9 @@ def test_the_warm_up_before_capture_leaves_batch_norm_statistics_as_they_were():
     torch.testing.assert_close(dict(model.named_buffers()), before, rtol=0, atol=0)
 
 
-def test_only_one_cuda_process_in_32_bit_precision_is_captured():
+def test_only_one_cuda_process_in_32_bit_precision_without_accumulation_is_captured():
     assert can_capture("cuda", 1, "32-true")
+    assert not can_capture("cuda", 1, "32-true", accumulate_grad_batches=2)  # each replay writes the same memory
     assert not can_capture("cpu", 1, "32-true")
     assert not can_capture("cuda", 2, "32-true")  # DDP all-reduces inside the backward
     assert not can_capture("cuda", 1, "bf16-mixed")
@@ -138,9 +151,9 @@ class CountsOptimizerSteps(pl.Callback):
 
 def monitored_fit(data_dir, accelerator, cuda_graph, log_dir, **model_kwargs):
     """(trainer, model, optimizer steps seen, the gradient norms written to TensorBoard as {tag: [(step, value)]},
-    whether each step was a graph replay)."""
+    the graph replays of each step)."""
     monitors = [GradientStatistics(), NativeGradientCheck(every_n_steps=20), TrainingSteps(cuda_graph),
-                RecordsGraphedSteps(), CountsOptimizerSteps()]
+                CountsReplays(), CountsOptimizerSteps()]
     logger = TensorBoardLogger(str(log_dir), name="", version="")
     trainer, model, _ = fit(data_dir, {"hidden_sizes": (128,), "lr_schedule": "onecycle", **model_kwargs}, monitors,
                             accelerator=accelerator, max_steps=45, limit_val_batches=0, log_every_n_steps=10,
@@ -148,7 +161,7 @@ def monitored_fit(data_dir, accelerator, cuda_graph, log_dir, **model_kwargs):
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
     norms = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
              if tag.startswith("steps/grad_norm")}
-    return trainer, model, monitors[-1].calls, norms, monitors[-2].graphed
+    return trainer, model, monitors[-1].calls, norms, monitors[-2].replays
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -157,11 +170,12 @@ def test_graph_and_eager_training_reach_the_same_weights_with_every_hook_on_ever
                                                                                       norm, tmp_path):
     # 2,500 digits in batches of 64: 40 batches, the last of 4 digits; 45 steps cross an epoch boundary.
     # With batch norm the running statistics (buffers of the state dict) are updated inside the graph too.
-    graph_trainer, graph, graph_hooks, graph_norms, graphed = monitored_fit(mnist_slice, accelerator, True,
+    graph_trainer, graph, graph_hooks, graph_norms, replays = monitored_fit(mnist_slice, accelerator, True,
                                                                             tmp_path / "g", norm=norm)
     eager_trainer, eager, eager_hooks, eager_norms, _ = monitored_fit(mnist_slice, accelerator, False,
                                                                       tmp_path / "e", norm=norm)
-    assert graphed == [accelerator == "cuda"] * 45
+    graphed = 2 * (accelerator == "cuda")
+    assert replays == [graphed] * 39 + [0] + [graphed] * 5  # NOTE: batch 40 of an epoch holds 4 digits
     assert graph_trainer.global_step == eager_trainer.global_step == graph_hooks == eager_hooks == 45
     tolerance = {"rtol": 0, "atol": 0} if accelerator == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
     assert float(graph_trainer.callback_metrics["steps/grad_check_max_rel_diff"]) < 1e-5  # the live check agrees
@@ -196,14 +210,17 @@ class BatchTally(pl.Callback):
         self.returned.append(outputs["loss"].item())
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
 @pytest.mark.parametrize("accelerator", DEVICES)
-def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator):
+def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator, accumulate):
     tally = BatchTally()
     trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (32,)}, [tally], accelerator=accelerator, max_epochs=1,
-                            limit_val_batches=0)
+                            limit_val_batches=0, accumulate_grad_batches=accumulate)
     losses, correct, counts = zip(*tally.rows)
     assert counts == (64,) * 39 + (4,)  # 2,500 digits; the last batch runs eagerly
-    assert tally.returned == pytest.approx(losses, rel=1e-5)  # each step returned its own batch's loss
+    assert trainer.global_step == 40 // accumulate
+    # each step returned its own batch's loss (divided by the batches accumulated, as Lightning does)
+    assert [loss * accumulate for loss in tally.returned] == pytest.approx(losses, rel=1e-5)
     digits = sum(counts)
     # NOTE: on CUDA a replay and the callback's eager forward may round a near-tie of two scores apart: one digit
     assert abs(round(float(trainer.callback_metrics["acc/train"]) * digits) - sum(correct)) <= (accelerator == "cuda")
@@ -221,6 +238,7 @@ def test_training_stops_at_a_non_finite_step_with_finite_weights(mnist_slice, ac
         trainer.fit(model, data)
     # on the CPU the step is refused before the update; on a GPU the fused optimizer skips it on the device
     assert all(torch.isfinite(t).all() for t in model.net.state_dict().values())
+    assert "forward" not in vars(model)  # a graph made on a GPU is undone when training stops on an error
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
