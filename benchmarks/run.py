@@ -4,7 +4,8 @@
     python -m benchmarks.run --quick ...                             # fewer repeats, for a smoke test
 
 1. per op: forward + backward time, manual / native (torch.utils.benchmark; median of alternating rounds)
-2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native;
+2. training step: 784-800-10 ReLU MLP, softmax cross-entropy, Adam, batch 128, plain loop: manual / native (also
+   both steps timed in turns of 20 in one loop);
    and the step as train.py runs it, without Lightning: MNISTClassifier's forward (on CUDA made CUDA graphs by
    models/training_steps.py), the loss's backward, the epoch sums and fused Adam
 3. epoch time of three pipelines: (a) train.py (LightningModule + DataModule + manual layers; also with every
@@ -162,6 +163,27 @@ def step_without_lightning_fn(device):
     return step
 
 
+def interleaved_step_ratio(device, rounds=15, steps=20):
+    """Manual / native training step with both steps built once and timed in turns of `steps` steps, the order
+    swapped every round: the median of the rounds' ratios (each compares two stretches a few ms apart)."""
+    steps_of = {backend: training_step_fn(backend, device) for backend in ("manual", "native")}
+    for step in steps_of.values():  # the optimizer's state made, the caches warm
+        for _ in range(5):
+            step()
+    ratios = []
+    for number in range(rounds):
+        seconds = {}
+        for backend in (("manual", "native") if number % 2 else ("native", "manual")):
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                steps_of[backend]()
+            synchronize(device)
+            seconds[backend] = time.perf_counter() - start
+        ratios.append(seconds["manual"] / seconds["native"])
+    return statistics.median(ratios)
+
+
 def bench_training_step(device, repeats, min_run_time):
     def stmt_env(backend):
         return "step()", {"step": training_step_fn(backend, device)}
@@ -173,7 +195,7 @@ def bench_training_step(device, repeats, min_run_time):
     matmul_step = best_median("a @ b", {"a": a, "b": b}, repeats, min_run_time)
     matmul_big = best_median("m @ m", {"m": big}, repeats, min_run_time)
     return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": ratio,
-            "train_step_ms": train_step_s * 1e3,
+            "ratio_interleaved": interleaved_step_ratio(device), "train_step_ms": train_step_s * 1e3,
             "achieved_gflops_manual": flops / manual_s / 1e9, "achieved_gflops_native": flops / native_s / 1e9,
             "matmul_gflops_128x784x800": 2 * BATCH * 784 * 800 / matmul_step / 1e9,
             "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
@@ -358,7 +380,8 @@ def print_table(results):
               f"{memory['manual_bytes']:>15,} {memory['native_bytes']:>15,}")
     step = results["training_step"]
     print(f"\ntraining step 784-800-10, Adam, batch 128: manual {step['manual_ms']:.2f} ms, native "
-          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f}; train.py's step without Lightning "
+          f"{step['native_ms']:.2f} ms, ratio {step['ratio']:.3f} (interleaved in one loop "
+          f"{step['ratio_interleaved']:.3f}); train.py's step without Lightning "
           f"(MNISTClassifier{', CUDA graph replays' if 'cuda_step_peak_bytes_manual' in step else ''}, "
           f"fused Adam) {step['train_step_ms']:.3f} ms")
     print(f"achieved {step['achieved_gflops_manual']:.1f} GFLOP/s (native {step['achieved_gflops_native']:.1f}); "
