@@ -17,6 +17,7 @@ SECTIONS = {
     "checkpoint": "ModelCheckpoint: best-epochNN.ckpt, by validation accuracy",
     "resume_checkpoint": "ModelCheckpoint: last.ckpt every N training steps",
     "graceful_interrupt": "Ctrl-C and SIGTERM: save, then print the resume command",
+    "training_steps": "TrainingSteps: CUDA graph replay on one GPU, the epoch's loss and accuracy, the NaN stop",
     "lr_monitor": "LearningRateMonitor: the learning rate in TensorBoard",
     "grad_check": "NativeGradientCheck: the handwritten gradient against autograd's",
     "layer_stats": "LayerStatistics: per-layer activation and gradient statistics",

@@ -2,9 +2,10 @@
 
 Everything here keeps the host from waiting for the device, so that on a GPU the host can run ahead of the kernels:
 
-- capture and replay: on one CUDA device in 32-bit precision, the module's forward (and with it its backward) is
-  a CUDA graph (torch.cuda.make_graphed_callables) from the first training batch on, replayed for every batch of
-  that shape; any other batch (a smaller last batch), validation and test run eagerly.
+- capture and replay: on one CUDA device in 32-bit precision without gradient accumulation, the module's forward
+  (and with it its backward) is a CUDA graph (torch.cuda.make_graphed_callables) from the first full training batch
+  on, replayed for every batch of that shape; any other batch (a smaller last batch), validation and test run
+  eagerly.
 - the metric sums: the epoch's Σ loss·B and correct digits summed on the device, logged at the epoch's last batch;
   the step's loss every log_every_n_steps.
 - the non-finite test: one kernel sets a sticky flag at the first NaN or infinite gradient; on a GPU the flag stays
@@ -39,7 +40,9 @@ def graph_forward(module, images):
     training mode replays the graph again, over the activations the backward needs).
 
     The graph is captured after three warm-up passes on `images` (torch.cuda.make_graphed_callables); their updates
-    of buffers (a batch norm's running statistics) are undone, so the first replay is the first step's update.
+    of buffers (a batch norm's running statistics) are undone, so the first replay is the first step's update. Their
+    dropout masks are drawn from the generator all the same: with dropout, a run that captures again after a resume
+    draws other masks than one that went on.
     """
     buffers = [buffer.clone() for buffer in module.buffers()]
     images = images.clone()  # NOTE: the graph's input buffer, into which every replay copies its batch
@@ -59,8 +62,10 @@ def eager_forward(module):
 
 
 class TrainingSteps(pl.Callback):
-    """The fast path of every training step (see the module docstring): CUDA graph capture and replay, the epoch's
-    loss and accuracy summed on the device, and the stop at the first non-finite gradient.
+    """The fast path of every training step: CUDA graph replays, the epoch's sums on the device, the NaN stop.
+
+    See the module docstring: CUDA graph capture and replay, the epoch's loss and accuracy summed on the device, and
+    the stop at the first non-finite gradient.
 
     When the module's training_step returns {"loss": loss, "preds": (B,) predicted classes}, this callback logs
     `loss/train` and `acc/train` (epoch means over all its digits) and `steps/loss`; the forward made a graph is

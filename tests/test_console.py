@@ -149,13 +149,15 @@ def test_help_says_what_runs_without_a_subcommand_and_how_to_list_the_arguments(
     assert "--model.help MNISTClassifier" in text and "--data.help MNISTDataModule" in text
     options = [line.split()[0].rstrip(",") for line in lines if line.startswith("  -")]
     assert options == ["-h", "-c", "--print_config", "--seed_everything", "--ckpt_path", "--trainer.help",
-                       "--checkpoint.help", "--resume_checkpoint.help", "--graceful_interrupt.help", "--lr_monitor.help",
-                       "--grad_check.help", "--layer_stats.help", "--test_report.help"]
+                       "--checkpoint.help", "--resume_checkpoint.help", "--graceful_interrupt.help",
+                       "--training_steps.help", "--lr_monitor.help", "--grad_check.help", "--layer_stats.help",
+                       "--test_report.help"]
 
 
 @pytest.mark.parametrize("args,first,absent", [
     (["--trainer.help"], "  --trainer.max_epochs MAX_EPOCHS", "--model"),
     (["--checkpoint.help"], "  --checkpoint.monitor MONITOR", "--trainer"),
+    (["--training_steps.help"], "  --training_steps.cuda_graph {true,false}", "--trainer"),
     (["--model.help", "MNISTClassifier"], "An MLP of manual_bp layers (or their torch.nn twin) that classifies 28x28 "
                                           "images into 10 classes:", "Thin wrapper"),
 ])
