@@ -50,7 +50,11 @@ def concise(message, options=()):
         owner = re.search(r"class_path '([\w.]*?)(\w+)'", message)
         if not owner:
             return f"{option}.{unknown.group(1)} is not an option"
-        suggestion = did_you_mean(unknown.group(1), parameter_names(owner.group(1) + owner.group(2)), option + ".")
+        # NOTE: an option of this class by another spelling, else one of another section (--model.batch_size is
+        # --data.batch_size)
+        elsewhere = [name for name in options if not name.startswith(option.removeprefix("--") + ".")]
+        suggestion = (did_you_mean(unknown.group(1), parameter_names(owner.group(1) + owner.group(2)), option + ".")
+                      or did_you_mean(unknown.group(1), elsewhere, "--"))
         hint = suggestion or f" (list them: python train.py {option}.help {owner.group(2)})"
         return f"{option}.{unknown.group(1)} is not an option of {owner.group(2)}{hint}"
     if unrecognized := re.match(r"unrecognized arguments: (.*)", message):

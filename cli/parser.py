@@ -76,6 +76,7 @@ class ConciseParser(LightningArgumentParser):
         if not self.exit_on_error:
             return super().error(message, ex)
         # NOTE: the option names only for an unknown option: then the defaults (configs/mnist.yaml) are sound
-        options = option_names(self.get_defaults()) if message.startswith("unrecognized arguments") else ()
+        unknown = message.startswith("unrecognized arguments") or "is not accepted" in message
+        options = option_names(self.get_defaults()) if unknown else ()
         sys.stderr.write(f"error: {concise(message, options)}\n(python train.py --help lists the options)\n")
         sys.exit(2)

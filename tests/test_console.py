@@ -104,6 +104,11 @@ def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames
                                    "train.py --model.help MNISTClassifier)"),
     (["--model.hiden_sizes", "[8]"], "--model.hiden_sizes is not an option of MNISTClassifier; did you mean "
                                      "--model.hidden_sizes?"),
+    # an option of another section
+    (["--model.batch_size", "64"], "--model.batch_size is not an option of MNISTClassifier; did you mean "
+                                   "--data.batch_size?"),
+    (["--model.cuda_graph", "false"], "--model.cuda_graph is not an option of MNISTClassifier; did you mean "
+                                      "--training_steps.cuda_graph?"),
     # no silent prefix match of --trainer.max_epochs, and a suggestion for a section's option or a bare name
     (["--trainer.max_epoch", "3"], "--trainer.max_epoch is not an option; did you mean --trainer.max_epochs?"),
     (["--max_epochs", "3"], "--max_epochs is not an option; did you mean --trainer.max_epochs?"),
