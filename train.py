@@ -42,7 +42,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from cli.errors import AcceleratorError, check_accelerator, value_error
 from cli.parser import HELP, SECTIONS, ConciseParser
 from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeError, check_same_settings,
-                        hpc_checkpoint, resume_checkpoint, resume_command, train_py)
+                        hpc_checkpoint, resume_checkpoint, resume_command, resume_command_for, train_py)
 from models.callback_group import CallbackGroup
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
 from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
@@ -266,8 +266,7 @@ def no_space_message(error, trainer):
     what = error.filename or (f"TensorBoard's events in {folder}" if folder else "the run's files")
     last = resume_checkpoint_path(trainer) if trainer is not None else None
     if last is not None and last.is_file() and folder is not None:
-        command = resume_command().format(config=shlex.quote(str(folder / "config.yaml")),
-                                          checkpoint=shlex.quote(str(last)))
+        command = resume_command_for(folder / "config.yaml", last)
         advice = f"free some space, then resume from the last checkpoint with:\n  {command}"
     else:
         advice = "free some space, then start the run again (no checkpoint had been written)"

@@ -82,7 +82,7 @@ def own_config_command(path):
     config = path.parent.parent / "config.yaml"
     if path.parent.name != "checkpoints" or not config.is_file():
         return None
-    return resume_command().format(config=shlex.quote(str(config)), checkpoint=shlex.quote(str(path)))
+    return resume_command_for(config, path)
 
 
 def trainer_limits(trainer_config):
@@ -127,6 +127,11 @@ def resume_command():
     """RESUME_COMMAND as printed here: with train.py named so that it runs from the working directory (the config
     keeps RESUME_COMMAND itself, and a resume may run elsewhere)."""
     return RESUME_COMMAND.replace("train.py", train_py(), 1)
+
+
+def resume_command_for(config, checkpoint):
+    """resume_command() with a run's config.yaml and checkpoint filled in, each quoted for the shell."""
+    return resume_command().format(config=shlex.quote(str(config)), checkpoint=shlex.quote(str(checkpoint)))
 
 
 def train_py():
