@@ -70,6 +70,20 @@ def _twin_with_ctx(op):
     })
 
 
+def reusable(temporary):
+    """`temporary`, a tensor backward made itself, as the `out=` of the op that consumes it; None (a new tensor)
+    while a second derivative is recorded or a torch.func transform runs.
+
+    NOTE: speed. At 128×800 a fresh result tensor costs about as much as the pass that fills it (on the CPU more of
+    the working set falls out of cache), so an activation's backward writes ∂L/∂Z over its own temporary. Not under
+    create_graph=True, where autograd refuses `out=` and may have saved the temporary for the second derivative, nor
+    under vmap / grad / jacrev, whose batching rules need each op's functional form.
+    """
+    if torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        return None
+    return temporary
+
+
 def upcast(tensor):
     """float32 for a float16 / bfloat16 tensor, else the tensor itself.
 
