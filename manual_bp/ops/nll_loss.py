@@ -4,6 +4,8 @@ class dimension is, the target's shape and range, the class weights, and the mas
 Input (N, C), (C,) or (N, C, d1, ..., dK): the classes in dim 1 (dim 0 for (C,)); class indices (N,), () or
 (N, d1, ..., dK), each in [0, C) or equal to ignore_index, which then counts for nothing.
 """
+import contextlib
+
 import torch
 
 from manual_bp import _checks
@@ -25,11 +27,12 @@ def index_shape(input):
 def safe_targets(target, ignore_index):
     """(counted, safe target): which targets count, and the targets with each ignored one replaced by class 0.
 
-    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced before any indexing and
-    masked out afterwards with `where`, never multiplied by 0: 0·inf would be NaN.
+    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced before any indexing (an
+    integer times 0 or 1, one kernel) and its loss masked out afterwards with `where`, never multiplied by 0:
+    0·inf would be NaN.
     """
     counted = target != ignore_index  # (N, d1, ..., dK) bool
-    return counted, torch.where(counted, target, 0)
+    return counted, target * counted
 
 
 def counted_targets(target, weight, ignore_index):
@@ -50,18 +53,25 @@ def pick_targets(values, target, weight, ignore_index):
     """
     dim = class_dim(values.dim())
     counted, safe_target = safe_targets(target, ignore_index)
-    try:
+    with class_indices_checked_by_torch(target, values.shape[dim], ignore_index):
         picked = values.gather(dim, safe_target.unsqueeze(dim)).squeeze(dim)  # x_{i, y_i}: (N, C, ...) -> (N, ...)
-    except RuntimeError as error:
+    target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
+    return counted, target_weight, picked
+
+
+@contextlib.contextmanager
+def class_indices_checked_by_torch(target, classes, ignore_index):
+    """A torch kernel's bound check of the class indices (an IndexError or RuntimeError saying "out of bounds")
+    turned into check_class_indices' ValueError."""
+    try:
+        yield
+    except (IndexError, RuntimeError) as error:
         if "out of bounds" not in str(error):
             raise
-        classes = values.shape[dim]
         # NOTE: under a torch.func transform the offending value is not looked up (vmap cannot batch a masked read)
         message = (class_index_message(classes, ignore_index) if _checks.is_transformed(target)
                    else class_index_error(target, classes, ignore_index))
         raise ValueError(message) from None
-    target_weight = None if weight is None else weight[safe_target]  # w_{y_i}: (N, d1, ..., dK)
-    return counted, target_weight, picked
 
 
 def only_counted(counted, per_sample):
