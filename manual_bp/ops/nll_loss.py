@@ -161,7 +161,7 @@ def check_class_weight(weight, input):
 
 def check_class_indices(target, classes, ignore_index):
     """Every target in [0, C) or equal to ignore_index: on CUDA a device-side check (_checks.assert_values); on the
-    CPU the forward's gather checks them (pick_targets)."""
+    CPU the forward's own indexing checks them (pick_targets' gather; torch's nll_loss in cross_entropy)."""
     if target.numel() == 0 or target.device.type == "cpu" or not _checks.values_are_checked(target):
         return
     _checks.assert_values(valid_targets(target, classes, ignore_index).all(),
