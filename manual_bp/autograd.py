@@ -20,6 +20,8 @@ call passes every argument positionally and no torch.func transform is active: i
 `forward(ctx, *inputs)` calls the op's own forward and setup_context, with the op's own backward. Anything else
 (keyword or missing arguments, vmap / grad / jacrev) goes through torch's apply; torch.compile traces the op in its
 setup_context form either way. The twin has the op's name, so `grad_fn` reads `ReLUFunctionBackward` on both paths.
+
+Also here: `overwrite`, the `out=` a backward may give the op that consumes its own temporary, and `upcast`.
 """
 import inspect
 
@@ -70,9 +72,9 @@ def _twin_with_ctx(op):
     })
 
 
-def reusable(temporary):
-    """`temporary`, a tensor backward made itself, as the `out=` of the op that consumes it; None (a new tensor)
-    while a second derivative is recorded or a torch.func transform runs.
+def overwrite(temporary):
+    """The `out=` for the op that consumes `temporary`, a tensor backward made itself: `temporary` (its memory is
+    reused), or None (a new tensor) while a second derivative is recorded or a torch.func transform runs.
 
     NOTE: speed. At 128×800 a fresh result tensor costs about as much as the pass that fills it (on the CPU more of
     the working set falls out of cache), so an activation's backward writes ∂L/∂Z over its own temporary. Not under

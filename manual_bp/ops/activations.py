@@ -2,7 +2,7 @@
 import torch
 
 from manual_bp import _checks
-from manual_bp.autograd import Function, reusable, upcast
+from manual_bp.autograd import Function, overwrite, upcast
 
 
 class SigmoidFunction(Function):
@@ -24,9 +24,10 @@ class SigmoidFunction(Function):
         grad_input = None
         if ctx.needs_input_grad[0]:
             # ∂L/∂Z = ∂L/∂A ⊙ a(1 − a), evaluated as t − t ⊙ a with t = ∂L/∂A ⊙ a
-            # NOTE: two elementwise passes (mul, addcmul) instead of three; the same value. Written over t (reusable).
+            # NOTE: two elementwise passes (mul, addcmul) instead of three; the same value. The result goes into t's
+            # memory where nothing recorded needs t (overwrite: one allocation fewer).
             scaled = grad_output * output
-            grad_input = torch.addcmul(scaled, scaled, output, value=-1, out=reusable(scaled))
+            grad_input = torch.addcmul(scaled, scaled, output, value=-1, out=overwrite(scaled))
         return grad_input
 
 
@@ -47,8 +48,9 @@ class TanhFunction(Function):
         grad_input = None
         if ctx.needs_input_grad[0]:
             # ∂L/∂Z = ∂L/∂A ⊙ (1 − a²), evaluated as g − (g ⊙ a) ⊙ a: two elementwise passes instead of three
+            # NOTE: the result goes into (g ⊙ a)'s memory where nothing recorded needs it (overwrite)
             scaled = grad_output * output
-            grad_input = torch.addcmul(grad_output, scaled, output, value=-1, out=reusable(scaled))
+            grad_input = torch.addcmul(grad_output, scaled, output, value=-1, out=overwrite(scaled))
         return grad_input
 
 
@@ -80,8 +82,8 @@ class ReLUFunction(Function):
             # derivative at z = 0. One float pass: on CPU a comparison building a bool mask costs several times more.
             # At a NaN input the output is NaN and sign(NaN) = 0, so the gradient there is 0 (torch passes the
             # upstream gradient through; a deliberate difference, docs/numerical-notes.md).
-            mask = output.sign()  # 1[z > 0]
-            grad_input = torch.mul(grad_output, mask, out=reusable(mask))  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
+            mask = output.sign()  # 1[z > 0]; NOTE: the product goes into the mask's memory where it may (overwrite)
+            grad_input = torch.mul(grad_output, mask, out=overwrite(mask))  # ∂L/∂Z = ∂L/∂A ⊙ 1[z > 0]
         return grad_input, None
 
 

@@ -3,7 +3,7 @@ import torch
 
 from manual_bp import _checks
 from manual_bp.autograd import Function
-from manual_bp.ops.reduction import ReductionRepr, upstream_scale
+from manual_bp.ops.reduction import ReductionRepr, reduce_loss, upstream_scale
 
 # NOTE: torch.nn.functional.binary_cross_entropy clamps each log at −100 (so ŷ = 0 or 1 costs 100, not inf) and
 # divides its gradient by max(ŷ(1 − ŷ), 1e-12); the same constants here make the edge values match torch exactly.
@@ -34,11 +34,12 @@ class BCELossFunction(Function):
 
     @staticmethod
     def forward(input, target, reduction, weight=None):
-        # ℓ = w·((y − 1)·log(1 − ŷ) − y·log ŷ), each log clamped at −100, reduced: torch's kernel
-        # NOTE: one pass where the formula written out takes nine small ops (which at 128 x 10 cost more than the
-        # arithmetic); bit for bit torch's value. On the CPU its check that every ŷ lies in [0, 1] (a NaN fails) is
-        # the input's value check (binary_cross_entropy below).
-        return torch.nn.functional.binary_cross_entropy(input, target, weight, reduction=reduction)
+        log_p = torch.log(input).clamp(min=LOG_CLAMP)  # NOTE: log 0 = −inf clamped to −100, as torch
+        log_one_minus_p = torch.log1p(-input).clamp(min=LOG_CLAMP)
+        # NOTE: ℓ = (y − 1)·log(1 − ŷ) − y·log ŷ, torch's kernel's order of operations (so each element rounds as
+        # torch's does) in four passes, one fewer than −(y·log ŷ + (1 − y)·log(1 − ŷ))
+        loss = (target - 1) * log_one_minus_p - target * log_p
+        return reduce_loss(loss if weight is None else loss * weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -75,12 +76,14 @@ class BCEWithLogitsLossFunction(Function):
 
     @staticmethod
     def forward(input, target, reduction, weight=None, pos_weight=None):
-        # ℓ = w·((1 − y)·z − (1 + (p − 1)y)·log σ(z)), reduced: torch's kernel
-        # NOTE: log σ(z) = −max(−z, 0) − log(1 + e^(−|z|)) there: never log 0 and no overflow, which is why fusing the
-        # sigmoid into the loss is better than BCE(σ(z)) for large |z|. One kernel where the formula written out takes
-        # five small ops (which at 128 x 10 cost more than the arithmetic); bit for bit torch's value.
-        return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
-                                                                    pos_weight=pos_weight)
+        # NOTE: (1 − y)·z − log σ(z), with log σ(z) = −max(−z, 0) − log(1 + e^(−|z|)) from torch's logsigmoid: never
+        # log 0 and no overflow, which is why fusing the sigmoid into the loss is better than BCE(σ(z)) for large |z|.
+        # The same ops in the same order as torch's own loss, so that half precision rounds as torch does.
+        log_sigmoid = torch.nn.functional.logsigmoid(input)
+        if pos_weight is not None:
+            log_sigmoid = log_sigmoid * ((pos_weight - 1) * target + 1)  # (1 + (p − 1)y)·log σ(z)
+        loss = (1 - target) * input - log_sigmoid
+        return reduce_loss(loss if weight is None else loss * weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -113,17 +116,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     """input holds probabilities ŷ in [0, 1] (e.g. after sigmoid), target y in [0, 1]; weight broadcasts to input."""
     _checks.check_pointwise_loss(input, target, size_average, reduce, reduction)
     _checks.check_loss_weight("weight", weight, input)
-    if input.device.type != "cpu":  # NOTE: on the CPU torch's forward checks ŷ in the same pass (below)
-        _checks.check_in_unit_interval("input", input)
+    _checks.check_in_unit_interval("input", input)
     _checks.check_in_unit_interval("target", target)
-    try:
-        return BCELossFunction.apply(input, target, reduction, weight)
-    except RuntimeError as error:
-        if "between 0 and 1" not in str(error):
-            raise
-        message = ("input must have every element in [0, 1]" if _checks.is_transformed(input)
-                   else _checks.unit_interval_details("input", input.detach()))
-        raise ValueError(message) from None
+    return BCELossFunction.apply(input, target, reduction, weight)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",

@@ -18,6 +18,7 @@ from manual_bp.ops.nll_loss import (
     check_class_indices,
     check_class_loss,
     check_class_weight,
+    check_ignore_index,
     check_index_target,
     class_dim,
     class_indices_checked_by_torch,
@@ -67,7 +68,8 @@ class CrossEntropyLossFunction(Function):
         log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
         if label_smoothing == 0:
             with class_indices_checked_by_torch(target, classes, ignore_index):  # NOTE: torch's kernel (docstring)
-                # L = Σ_i −w_{y_i}·log p_i[y_i] (/ Σ_i w_{y_i} for "mean"), ignored targets left out
+                # L = Σ_i −w_{y_i}·log p_i[y_i] (/ Σ_i w_{y_i} for "mean"), ignored targets left out:
+                # (N, C, d1, ..., dK) and (N, d1, ..., dK) -> () or, for "none", (N, d1, ..., dK)
                 return torch.nn.functional.nll_loss(log_probs, target, weight, ignore_index=ignore_index,
                                                     reduction=reduction)
         counted, target_weight, picked = pick_targets(log_probs, target, weight, ignore_index)  # (N, ...)
@@ -176,6 +178,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     probabilities (a float tensor of the input's shape). weight: (C,) per-class weights. label_smoothing in [0, 1].
     """
     check_class_loss(input, target, size_average, reduce, reduction)
+    ignore_index = check_ignore_index(ignore_index)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     check_class_weight(weight, input)

@@ -5,6 +5,7 @@ Input (N, C), (C,) or (N, C, d1, ..., dK): the classes in dim 1 (dim 0 for (C,))
 (N, d1, ..., dK), each in [0, C) or equal to ignore_index, which then counts for nothing.
 """
 import contextlib
+import operator
 
 import torch
 
@@ -27,9 +28,9 @@ def index_shape(input):
 def safe_targets(target, ignore_index):
     """(counted, safe target): which targets count, and the targets with each ignored one replaced by class 0.
 
-    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced before any indexing (an
-    integer times 0 or 1, one kernel) and its loss masked out afterwards with `where`, never multiplied by 0:
-    0·inf would be NaN.
+    NOTE: an ignored target (= ignore_index, which may lie outside [0, C)) is replaced by the target times 0 (an
+    integer product, one kernel) before any indexing. What is picked at it is masked out afterwards with `where`,
+    not multiplied by 0: a picked −inf times 0 would be NaN.
     """
     counted = target != ignore_index  # (N, d1, ..., dK) bool
     return counted, target * counted
@@ -45,11 +46,10 @@ def counted_targets(target, weight, ignore_index):
 def pick_targets(values, target, weight, ignore_index):
     """The forward's bookkeeping: (counted, weight of each target, values[i, y_i]) for values (N, C, d1, ..., dK).
 
-    NOTE: on the CPU this gather is the class-index check (check_class_indices leaves the CPU to it): a target
-    outside [0, C) that is not ignore_index fails the gather's own bound check, at no cost of a pass of its own, and
-    is reported as check_class_indices reports it (torch's wording, "index 5 is out of bounds for dimension 1 with
-    size 3", tells it from other failures; tests/test_bad_input.py would see it change). The class weights are
-    indexed after it: weight[-1] would wrap around.
+    NOTE: on the CPU this gather is the class-index check of nll_loss and of label-smoothed cross_entropy
+    (check_class_indices leaves the CPU to it): a target outside [0, C) that is not ignore_index fails the gather's
+    own bound check, at no cost of a pass of its own, and is reported as check_class_indices reports it
+    (class_indices_checked_by_torch). The class weights are indexed after it: weight[-1] would wrap around.
     """
     dim = class_dim(values.dim())
     counted, safe_target = safe_targets(target, ignore_index)
@@ -61,8 +61,12 @@ def pick_targets(values, target, weight, ignore_index):
 
 @contextlib.contextmanager
 def class_indices_checked_by_torch(target, classes, ignore_index):
-    """A torch kernel's bound check of the class indices (an IndexError or RuntimeError saying "out of bounds")
-    turned into check_class_indices' ValueError."""
+    """A torch kernel's bound check of the class indices turned into check_class_indices' ValueError.
+
+    NOTE: matched by torch's wording, "out of bounds" ("index 5 is out of bounds for dimension 1 with size 3" from
+    gather, "Target 5 is out of bounds." from nll_loss), which tells it from other failures; tests/test_bad_input.py
+    would see it change.
+    """
     try:
         yield
     except (IndexError, RuntimeError) as error:
@@ -159,6 +163,14 @@ def check_class_weight(weight, input):
     _checks.check_same_dtype_and_device("weight", weight, "input", input)
 
 
+def check_ignore_index(ignore_index):
+    """ignore_index as an int: a Python int, or anything torch takes for one (a 0-dim integer tensor, a NumPy int)."""
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {type(ignore_index).__name__} {ignore_index!r}") from None
+
+
 def check_class_indices(target, classes, ignore_index):
     """Every target in [0, C) or equal to ignore_index: on CUDA a device-side check (_checks.assert_values); on the
     CPU the forward's own indexing checks them (pick_targets' gather; torch's nll_loss in cross_entropy)."""
@@ -188,6 +200,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """Negative log-likelihood of log-probabilities input (N, C), (C,) or (N, C, d1, ...) at class indices target
     (N,), () or (N, d1, ...); weight (C,) weighs each class; targets equal to ignore_index count for nothing."""
     check_class_loss(input, target, size_average, reduce, reduction)
+    ignore_index = check_ignore_index(ignore_index)
     if not is_index_dtype(target):
         raise TypeError(f"target must hold class indices (an integer tensor), got dtype {target.dtype}")
     check_index_target(input, target)
