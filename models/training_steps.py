@@ -125,7 +125,9 @@ class TrainingSteps(pl.Callback):
         if not isinstance(outputs, dict) or "preds" not in outputs:
             return  # NOTE: a module that returns no predictions logs its training metrics itself
         # NOTE: with gradient accumulation Lightning hands back the loss divided by the batches accumulated
-        loss, labels = outputs["loss"].detach() * trainer.accumulate_grad_batches, batch[1]
+        loss, labels = outputs["loss"].detach(), batch[1]
+        if trainer.accumulate_grad_batches != 1:
+            loss = loss * trainer.accumulate_grad_batches
         self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: three small kernels a step, no host read
         self.correct.add_((outputs["preds"] == labels).sum())
         self.digits += len(labels)
@@ -142,7 +144,8 @@ class TrainingSteps(pl.Callback):
     # the non-finite test
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        # NOTE: the gradients this optimizer steps with (a list walk; module.parameters() walks the module tree)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
         device = grads[0].device
