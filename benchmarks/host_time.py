@@ -8,9 +8,9 @@ process and times epochs 2 to 4 of four training epochs (no validation), keeping
 variants, and each figure is the minimum over the rounds (the least disturbed epoch). Variants:
 
 - thin: a LightningModule as in Lightning's examples: torch.nn layers, automatic optimization, the loss returned,
-  fused Adam, on the same on-device batches (models.data.MNISTDataModule with the batch size and the random shift
-  of configs/mnist.yaml, train.py's defaults), no callbacks, no logger.
-- train.py: `python train.py fit` with the default config and `--model.hidden_sizes [16]`.
+  fused Adam, on the same on-device batches (models.data.MNISTDataModule), no callbacks, no logger.
+- train.py: `python train.py fit` with the default config and `--model.hidden_sizes [16]` (and, as for thin, no random
+  shift of the digits: benchmarks.run.train_py_epoch gives `--data.max_shift 0`).
 - train.py without X: the same with the callback X taken out (a benchmark-only callback removes it at setup).
 - train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
 - before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`),
@@ -55,7 +55,6 @@ def thin_epoch(data_dir, hidden):
     import pytorch_lightning as pl
     import torch
     import torch.nn.functional as F
-    import yaml
 
     from benchmarks.timing import EpochTimer
     from models.data import MNISTDataModule
@@ -77,9 +76,7 @@ def thin_epoch(data_dir, hidden):
     trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[EpochTimer()],
                          accelerator="cpu", devices=1)
-    data = yaml.safe_load((ROOT / "configs" / "mnist.yaml").read_text())["data"]["init_args"]
-    datamodule = MNISTDataModule(data_dir, download=False, batch_size=data["batch_size"], max_shift=data["max_shift"])
-    trainer.fit(ThinModule(), datamodule=datamodule)
+    trainer.fit(ThinModule(), datamodule=MNISTDataModule(data_dir, download=False))
     return min(EpochTimer.seconds[1:])
 
 
