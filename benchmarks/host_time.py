@@ -15,6 +15,9 @@ variants, and each figure is the minimum over the rounds (the least disturbed ep
 - train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
 - before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`),
   which must have benchmarks.run.train_py_epoch and benchmarks.timing.EpochTimer.
+`--hooks` instead times, inside one train.py run of 3 epochs, every per-step hook of each callback in train.py's
+CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
+processes, but not Lightning's own cost of calling a hook.
 """
 import argparse
 import json
@@ -48,6 +51,50 @@ else:
     seconds = min(EpochTimer.seconds[1:])
 print("EPOCH", json.dumps(seconds))
 """
+
+
+HOOKS_SCRIPT = """
+import collections, json, sys, tempfile, time, warnings
+warnings.filterwarnings("ignore")
+import torch
+import models.callback_group as group
+from benchmarks.run import train_py_epoch
+data_dir, hidden, epochs = sys.argv[1], sys.argv[2], 3
+seconds, calls = collections.defaultdict(float), collections.Counter()
+index_hooks = group.CallbackGroup._index_hooks
+
+def timed(method, name):
+    def call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            seconds[name] += time.perf_counter() - start
+            calls[name] += 1
+    return call
+
+def timed_index_hooks(self):  # NOTE: the group calls the members' hooks it indexed; each is wrapped in a clock
+    index_hooks(self)
+    self.hooks = {hook: [timed(method, f"{type(method.__self__).__name__}.{hook}") for method in methods]
+                  for hook, methods in self.hooks.items()}
+
+group.CallbackGroup._index_hooks = timed_index_hooks
+with tempfile.TemporaryDirectory() as tmp:
+    train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"),
+                   extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(epochs)])
+print("HOOKS", json.dumps({name: [total, calls[name], epochs] for name, total in seconds.items()}))
+"""
+
+
+def hook_times(data_dir, hidden):
+    """{callback.hook: µs a training step} over one train.py run (see --hooks in the module docstring)."""
+    result = subprocess.run([sys.executable, "-c", HOOKS_SCRIPT, str(data_dir), hidden], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("HOOKS ")]
+    if result.returncode or not lines:
+        raise RuntimeError(f"--hooks failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    times = json.loads(lines[-1].removeprefix("HOOKS "))
+    return {name: total / (epochs * STEPS) * 1e6 for name, (total, calls, epochs) in times.items()}
 
 
 def thin_epoch(data_dir, hidden):
@@ -109,7 +156,15 @@ def main(argv=None):
     parser.add_argument("--hidden", default="[16]", help="--model.hidden_sizes of every variant")
     parser.add_argument("--only", nargs="*", help="only these variants (names as printed)")
     parser.add_argument("--baseline", help="another tree whose train.py is timed too ('before: train.py')")
+    parser.add_argument("--hooks", action="store_true", help="time each callback's hooks inside one run instead")
     args = parser.parse_args(argv)
+    if args.hooks:
+        times = hook_times(args.data_dir, args.hidden)
+        print(f"\nCPU host time of train.py's callback hooks, hidden {args.hidden}, one run of 3 epochs:")
+        for name, micros in sorted(times.items(), key=lambda item: -item[1]):
+            print(f"{name:<58}{micros:>8.1f} µs/step")
+        print(f"{'all of them':<58}{sum(times.values()):>8.1f} µs/step")
+        return times
     table = {name: spec for name, spec in variants().items() if not args.only or name in args.only}
     if args.baseline:
         table["before: train.py"] = ("train", [])
