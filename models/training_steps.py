@@ -128,7 +128,7 @@ class TrainingSteps(pl.Callback):
         loss, labels = outputs["loss"].detach(), batch[1]
         if trainer.accumulate_grad_batches != 1:
             loss = loss * trainer.accumulate_grad_batches
-        self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: three small kernels a step, no host read
+        self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: four small kernels a step, no host read
         self.correct.add_((outputs["preds"] == labels).sum())
         self.digits += len(labels)
         if log_step:

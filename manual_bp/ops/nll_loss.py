@@ -168,7 +168,8 @@ def check_ignore_index(ignore_index):
     try:
         return operator.index(ignore_index)
     except TypeError:
-        raise TypeError(f"ignore_index must be an integer, got {type(ignore_index).__name__} {ignore_index!r}") from None
+        raise TypeError(
+            f"ignore_index must be an integer, got {type(ignore_index).__name__} {ignore_index!r}") from None
 
 
 def check_class_indices(target, classes, ignore_index):
