@@ -102,3 +102,35 @@ def test_a_subclass_in_the_forward_ctx_style_keeps_torchs_apply():
     x = torch.randn(4, requires_grad=True)
     Scale.apply(x, 3.0).sum().backward()
     torch.testing.assert_close(x.grad, torch.full((4,), 3.0))
+
+
+@pytest.mark.parametrize("activation", [MF.relu, MF.sigmoid, MF.tanh])
+def test_an_activations_backward_writes_its_result_over_its_own_temporary_only_when_nothing_records_it(activation):
+    """overwrite: a plain backward returns ∂L/∂Z in the memory of a tensor it made (one allocation fewer); with
+    create_graph=True a new tensor (autograd refuses out=); under vmap the per-sample gradients are still right."""
+    made = []
+
+    class Allocations(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            inputs = {arg.untyped_storage().data_ptr() for arg in args if isinstance(arg, torch.Tensor)}
+            if isinstance(result, torch.Tensor) and result.untyped_storage().data_ptr() not in inputs:
+                made.append(result.untyped_storage().data_ptr())  # NOTE: new memory (not a view, not out=)
+            return result
+
+    def backward(create_graph):
+        x = torch.randn(6, 5, requires_grad=True)
+        output = activation(x)
+        made.clear()
+        with Allocations():
+            (grad,) = torch.autograd.grad(output, x, torch.ones_like(output), create_graph=create_graph)
+        return grad.untyped_storage().data_ptr(), made[1:]  # the first allocation is the upstream ones_like
+
+    grad, allocations = backward(create_graph=False)
+    assert grad in allocations and len(allocations) == 1  # the temporary, then overwritten: one allocation
+    grad, allocations = backward(create_graph=True)
+    assert len(allocations) == 2 and grad == allocations[-1]  # the temporary and a new result
+    x = torch.randn(3, 6, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.func.vmap(activation)(x).sum(), x)
+    per_sample = torch.func.vmap(torch.func.grad(lambda row: activation(row).sum()))(x)
+    torch.testing.assert_close(grad, per_sample)
