@@ -88,12 +88,7 @@ print("HOOKS", json.dumps({name: [total, calls[name], epochs] for name, total in
 
 def hook_times(data_dir, hidden):
     """{callback.hook: µs a training step} over one train.py run (see --hooks in the module docstring)."""
-    result = subprocess.run([sys.executable, "-c", HOOKS_SCRIPT, str(data_dir), hidden], cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("HOOKS ")]
-    if result.returncode or not lines:
-        raise RuntimeError(f"--hooks failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    times = json.loads(lines[-1].removeprefix("HOOKS "))
+    times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden], "--hooks")
     return {name: total / (epochs * STEPS) * 1e6 for name, (total, calls, epochs) in times.items()}
 
 
@@ -141,12 +136,18 @@ def variants():
 
 
 def epoch_seconds(data_dir, variant, hidden, extra, tree=ROOT):
-    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(data_dir), variant, hidden, *extra], cwd=tree,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCH ")]
+    return run_script(EPOCH_SCRIPT, "EPOCH", [str(data_dir), variant, hidden, *extra], f"{variant} {extra}", tree)
+
+
+def run_script(script, tag, args, what, tree=ROOT):
+    """The JSON that `script` prints after `tag` when run in a fresh process in `tree`; a RuntimeError naming `what`
+    and the process's last stderr if it fails."""
+    result = subprocess.run([sys.executable, "-c", script, *args], cwd=tree, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
+    lines = [line for line in result.stdout.splitlines() if line.startswith(f"{tag} ")]
     if result.returncode or not lines:
-        raise RuntimeError(f"{variant} {extra} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("EPOCH "))
+        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix(f"{tag} "))
 
 
 def main(argv=None):

@@ -34,7 +34,6 @@ class CallbackGroup(pl.Callback):
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
-        self.hooks = {}
         self._index_hooks()
 
     def _index_hooks(self):
