@@ -61,6 +61,8 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# ... nor torch's notice that its autograd thread set up the CUDA context for the first backward's cuBLAS call
+warnings.filterwarnings("ignore", message="Attempting to run cuBLAS, but there was no current CUDA context")
 # ... nor "GPU available: False", "TPU available: False" (where there is a GPU, whether it is used stays)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage()

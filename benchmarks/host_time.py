@@ -1,6 +1,6 @@
 """Host time of a training step: train.py against a thin Lightning module, and what each per-step callback costs.
 
-    python -m benchmarks.host_time --data_dir data/mnist [--rounds 3] [--hidden "[16]"]
+    python -m benchmarks.host_time --data_dir data/mnist [--rounds 3] [--hidden "[16]"] [--device cuda]
 
 With a tiny network (hidden [16]) a CPU step is nearly all host time (Python: Lightning's loop, the hooks, the
 layers' Functions, the optimizer), the part of a step that a GPU does not speed up. Every variant runs in a fresh
@@ -18,6 +18,8 @@ variants, and each figure is the minimum over the rounds (the least disturbed ep
 `--hooks` instead times, inside one train.py run of 3 epochs, every per-step hook of each callback in train.py's
 CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
 processes, but not Lightning's own cost of calling a hook.
+`--device cuda` runs the same on a GPU, where a step is host time too: the kernels of a small MLP take less time
+than their launches.
 """
 import argparse
 import json
@@ -38,15 +40,15 @@ import json, sys, tempfile, warnings
 EPOCHS = 4
 warnings.filterwarnings("ignore")
 import torch
-data_dir, variant, hidden, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+data_dir, variant, hidden, device, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 if variant == "thin":
     from benchmarks.host_time import thin_epoch
-    seconds = thin_epoch(data_dir, hidden)
+    seconds = thin_epoch(data_dir, hidden, device)
 else:
     from benchmarks.run import train_py_epoch
     from benchmarks.timing import EpochTimer
     with tempfile.TemporaryDirectory() as tmp:
-        train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"),
+        train_py_epoch(data_dir, tmp, 10**9, torch.device(device),
                        extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(EPOCHS), *extra])
     seconds = min(EpochTimer.seconds[1:])
 print("EPOCH", json.dumps(seconds))
@@ -59,7 +61,7 @@ warnings.filterwarnings("ignore")
 import torch
 import models.callback_group as group
 from benchmarks.run import train_py_epoch
-data_dir, hidden, epochs = sys.argv[1], sys.argv[2], 3
+data_dir, hidden, device, epochs = sys.argv[1], sys.argv[2], sys.argv[3], 3
 seconds, calls = collections.defaultdict(float), collections.Counter()
 index_hooks = group.CallbackGroup._index_hooks
 
@@ -80,19 +82,19 @@ def timed_index_hooks(self):  # NOTE: the group calls the members' hooks it inde
 
 group.CallbackGroup._index_hooks = timed_index_hooks
 with tempfile.TemporaryDirectory() as tmp:
-    train_py_epoch(data_dir, tmp, 10**9, torch.device("cpu"),
+    train_py_epoch(data_dir, tmp, 10**9, torch.device(device),
                    extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(epochs)])
 print("HOOKS", json.dumps({name: [total, calls[name], epochs] for name, total in seconds.items()}))
 """
 
 
-def hook_times(data_dir, hidden):
+def hook_times(data_dir, hidden, device="cpu"):
     """{callback.hook: µs a training step} over one train.py run (see --hooks in the module docstring)."""
-    times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden], "--hooks")
+    times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden, device], "--hooks")
     return {name: total / (epochs * STEPS) * 1e6 for name, (total, calls, epochs) in times.items()}
 
 
-def thin_epoch(data_dir, hidden):
+def thin_epoch(data_dir, hidden, device="cpu"):
     """Seconds of the fastest of epochs 2-4 of the thin module (see the module docstring)."""
     import pytorch_lightning as pl
     import torch
@@ -117,7 +119,7 @@ def thin_epoch(data_dir, hidden):
     EpochTimer.seconds.clear()
     trainer = pl.Trainer(max_epochs=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[EpochTimer()],
-                         accelerator="cpu", devices=1)
+                         accelerator=torch.device(device).type, devices=1)
     trainer.fit(ThinModule(), datamodule=MNISTDataModule(data_dir, download=False))
     return min(EpochTimer.seconds[1:])
 
@@ -135,15 +137,18 @@ def variants():
     return out
 
 
-def epoch_seconds(data_dir, variant, hidden, extra, tree=ROOT):
-    return run_script(EPOCH_SCRIPT, "EPOCH", [str(data_dir), variant, hidden, *extra], f"{variant} {extra}", tree)
+def epoch_seconds(data_dir, variant, hidden, device, extra, tree=ROOT):
+    return run_script(EPOCH_SCRIPT, "EPOCH", [str(data_dir), variant, hidden, device, *extra], f"{variant} {extra}",
+                      tree)
 
 
 def run_script(script, tag, args, what, tree=ROOT):
     """The JSON that `script` prints after `tag` when run in a fresh process in `tree`; a RuntimeError naming `what`
     and the process's last stderr if it fails."""
+    # NOTE: the tree first on the import path, before what PYTHONPATH held (or an editable install points at)
+    path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", script, *args], cwd=tree, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(tree)})
+                            env={**os.environ, "PYTHONPATH": path})
     lines = [line for line in result.stdout.splitlines() if line.startswith(f"{tag} ")]
     if result.returncode or not lines:
         raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -158,10 +163,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="only these variants (names as printed)")
     parser.add_argument("--baseline", help="another tree whose train.py is timed too ('before: train.py')")
     parser.add_argument("--hooks", action="store_true", help="time each callback's hooks inside one run instead")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: the host time of a GPU step (the same variants)")
     args = parser.parse_args(argv)
     if args.hooks:
-        times = hook_times(args.data_dir, args.hidden)
-        print(f"\nCPU host time of train.py's callback hooks, hidden {args.hidden}, one run of 3 epochs:")
+        times = hook_times(args.data_dir, args.hidden, args.device)
+        print(f"\n{args.device} host time of train.py's callback hooks, hidden {args.hidden}, one run of 3 epochs:")
         for name, micros in sorted(times.items(), key=lambda item: -item[1]):
             print(f"{name:<58}{micros:>8.1f} µs/step")
         print(f"{'all of them':<58}{sum(times.values()):>8.1f} µs/step")
@@ -175,11 +181,11 @@ def main(argv=None):
         for name in names:
             variant, extra = table[name]
             tree = Path(args.baseline).resolve() if name.startswith("before") else ROOT
-            seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, extra, tree))
+            seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, args.device, extra, tree))
             print(f"round {number + 1} {name}: {seconds[name][-1]:.3f} s", file=sys.stderr, flush=True)
     best = {name: min(values) for name, values in seconds.items()}
     reference = best.get("train.py")
-    print(f"\nCPU host time of a training step, hidden {args.hidden}, min of {args.rounds} fresh processes:")
+    print(f"\n{args.device} host time of a training step, hidden {args.hidden}, min of {args.rounds} fresh processes:")
     print(f"{'variant':<42}{'epoch s':>9}{'ms/step':>9}{'vs thin':>9}{'saved ms/step':>15}")
     for name, value in best.items():
         vs_thin = f"{value / best['thin']:.2f}" if "thin" in best else ""

@@ -51,6 +51,10 @@ def graph_forward(module, images):
         for buffer, saved in zip(module.buffers(), buffers):
             buffer.copy_(saved)
     graphed = make_graphed.forward  # NOTE: torch sets the graphed forward on the module itself
+    # NOTE: the graphs keep the parameters' AccumulateGrad nodes that the capture made on its own stream, so each
+    # replayed backward hands every gradient over to that stream: an event the stream waits for, no host wait.
+    # torch 2.11 and 2.14 warn of that mismatch at the first backward: quiet while the forward is a graph
+    set_warn_on_stream_mismatch(False)
     eager = type(module).forward.__get__(module)
     shape = images.shape
     module.forward = lambda batch: graphed(batch) if batch.shape == shape else eager(batch)
@@ -59,6 +63,13 @@ def graph_forward(module, images):
 def eager_forward(module):
     """Undo `graph_forward`: the module's forward is its class's again."""
     module.__dict__.pop("forward", None)
+    set_warn_on_stream_mismatch(True)  # NOTE: torch's default (it has no getter to restore another setting from)
+
+
+def set_warn_on_stream_mismatch(enabled):
+    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)  # NOTE: not in every torch
+    if setter is not None:
+        setter(enabled)
 
 
 class TrainingSteps(pl.Callback):

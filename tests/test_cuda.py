@@ -49,6 +49,9 @@ def test_a_cuda_graph_captures_every_op_with_its_checks(case):
     eager = case.manual(*inputs)
     upstream = torch.randn_like(eager)
     eager_grads = torch.autograd.grad(eager, leaves, upstream, allow_unused=True)
+    # NOTE: the eager graph goes, and with it the leaves' AccumulateGrad nodes made on the default stream: a backward
+    # captured into them would make the default stream wait on the capturing one, which capture forbids
+    eager = eager.detach()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # NOTE: a warm-up on a side stream first, as torch.cuda.graphs advises

@@ -2,6 +2,7 @@
 CUDA with the same numbers as eager, every optimizer-step hook on every step, the epoch's metrics over all its digits,
 and non-finite steps stopped before the update."""
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -59,7 +60,11 @@ def test_the_step_computes_what_a_plain_loop_computes(device):
     model = MNISTClassifier(**hparams)
     steps, replays = StepLosses(), CountsReplays()
     trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, replays])
-    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    # NOTE: the graphs' gradients reach the parameters across a stream, which torch would warn of (training_steps)
+    assert not [str(w.message) for w in caught if "AccumulateGrad" in str(w.message)]
     graphed = 2 * (device == "cuda")  # a graphed step replays its forward and its backward
     assert replays.replays == [graphed] * 10 + [0]  # NOTE: the last, smaller batch runs eagerly (its own shape)
     assert "forward" not in vars(model)  # the graph is gone after the fit
@@ -75,7 +80,8 @@ def test_the_step_computes_what_a_plain_loop_computes(device):
         losses.append(loss.item())
     tolerance = {"rtol": 0, "atol": 0} if device == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(steps.losses, losses, **tolerance)
-    torch.testing.assert_close(model.net.state_dict(), twin.state_dict(), **tolerance)
+    # NOTE: Lightning hands the model back on the CPU after the fit
+    torch.testing.assert_close(model.net.state_dict(), twin.cpu().state_dict(), **tolerance)
 
 
 def graphed_plain_training(data, dropout=0.0, norm="none", lr=1e-2):
