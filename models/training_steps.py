@@ -46,15 +46,19 @@ def graph_forward(module, images):
     """
     buffers = [buffer.clone() for buffer in module.buffers()]
     images = images.clone()  # NOTE: the graph's input buffer, into which every replay copies its batch
-    make_graphed = torch.cuda.make_graphed_callables(module, (images,))
+    # NOTE: torch captures on streams of its own and keeps the parameters' AccumulateGrad nodes made there, so the
+    # gradients cross streams (an event a stream waits for, no host wait); torch 2.11 warns of that mismatch inside
+    # make_graphed_callables already: quiet from before it until the forward is eager again
+    set_warn_on_stream_mismatch(False)
+    try:
+        make_graphed = torch.cuda.make_graphed_callables(module, (images,))
+    except BaseException:
+        set_warn_on_stream_mismatch(True)
+        raise
     with torch.no_grad():
         for buffer, saved in zip(module.buffers(), buffers):
             buffer.copy_(saved)
     graphed = make_graphed.forward  # NOTE: torch sets the graphed forward on the module itself
-    # NOTE: the graphs keep the parameters' AccumulateGrad nodes that the capture made on its own stream, so each
-    # replayed backward hands every gradient over to that stream: an event the stream waits for, no host wait.
-    # torch 2.11 and 2.14 warn of that mismatch at the first backward: quiet while the forward is a graph
-    set_warn_on_stream_mismatch(False)
     eager = type(module).forward.__get__(module)
     shape = images.shape
     module.forward = lambda batch: graphed(batch) if batch.shape == shape else eager(batch)
@@ -67,7 +71,8 @@ def eager_forward(module):
 
 
 def set_warn_on_stream_mismatch(enabled):
-    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)  # NOTE: not in every torch
+    """torch's warning of gradients that cross streams on their way to a parameter (where torch has it)."""
+    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
     if setter is not None:
         setter(enabled)
 
