@@ -48,12 +48,13 @@ def graph_forward(module, images):
     images = images.clone()  # NOTE: the graph's input buffer, into which every replay copies its batch
     # NOTE: torch captures on streams of its own and keeps the parameters' AccumulateGrad nodes made there, so the
     # gradients cross streams (an event a stream waits for, no host wait); torch 2.11 warns of that mismatch inside
-    # make_graphed_callables already: quiet from before it until the forward is eager again
-    set_warn_on_stream_mismatch(False)
+    # make_graphed_callables already: quiet from before it until eager_forward puts the setting back
+    warned = stream_mismatch_warning()
+    set_stream_mismatch_warning(False)
     try:
         make_graphed = torch.cuda.make_graphed_callables(module, (images,))
     except BaseException:
-        set_warn_on_stream_mismatch(True)
+        set_stream_mismatch_warning(warned)
         raise
     with torch.no_grad():
         for buffer, saved in zip(module.buffers(), buffers):
@@ -61,19 +62,28 @@ def graph_forward(module, images):
     graphed = make_graphed.forward  # NOTE: torch sets the graphed forward on the module itself
     eager = type(module).forward.__get__(module)
     shape = images.shape
-    module.forward = lambda batch: graphed(batch) if batch.shape == shape else eager(batch)
+
+    def forward(batch):
+        return graphed(batch) if batch.shape == shape else eager(batch)
+    forward.stream_mismatch_warning = warned
+    module.forward = forward
 
 
 def eager_forward(module):
     """Undo `graph_forward`: the module's forward is its class's again."""
-    module.__dict__.pop("forward", None)
-    set_warn_on_stream_mismatch(True)  # NOTE: torch's default (it has no getter to restore another setting from)
+    forward = module.__dict__.pop("forward", None)
+    set_stream_mismatch_warning(getattr(forward, "stream_mismatch_warning", None))
 
 
-def set_warn_on_stream_mismatch(enabled):
-    """torch's warning of gradients that cross streams on their way to a parameter (where torch has it)."""
+def stream_mismatch_warning():
+    """Whether torch warns of gradients that cross streams on their way to a parameter (True: its default)."""
+    getter = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)  # NOTE: not in every torch
+    return True if getter is None else getter()
+
+
+def set_stream_mismatch_warning(enabled):
     setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-    if setter is not None:
+    if setter is not None and enabled is not None:  # NOTE: None: a forward graph_forward did not make
         setter(enabled)
 
 

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Every GPU check in one go on one H100/H200: the CUDA tests (ops and the CUDA-graph training step), the speed
-# comparison against an older tree (with BASELINE), the benchmarks on CUDA, a full default run of train.py, a step's
-# host time against a thin Lightning module's (per callback hook too) and a checkpoint write's parts, the
+# comparison against an older tree (with BASELINE), the benchmarks on CUDA, a full default run of train.py, a
+# checkpoint write's parts, a step's host time against a thin Lightning module's and per callback hook, the
 # manual-vs-native table, the operations each op launches, and where a train.py step's time goes. Prints what the
-# docs' GPU figures need; full logs go to $OUT (default /tmp/gpu_check).
-#   bash scripts/gpu_check.sh [MNIST_DIR]                          # about 5 minutes
+# docs' GPU figures need; full logs go to $OUT (default /tmp/gpu_check). Exits 1 if any stage failed or ran out of
+# time, 2 on an unknown stage name.
+#   bash scripts/gpu_check.sh [MNIST_DIR]                          # about 6 minutes
 #   BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]       # and, after the tests, epoch times of this
 #       tree against an older one on the same GPU (about 1.5 minutes more); .baseline (git-ignored: carry it to a
 #       lent GPU machine) holds the older tree, e.g. the one before the training-side redesign:
 #       mkdir -p .baseline && git archive 3eeaa7b | tar -x -C .baseline
+#   STAGES="tests host hooks" bash scripts/gpu_check.sh [MNIST_DIR]   # only the stages named (list below)
 # Each stage has its own time limit, cut to what is left of BUDGET seconds (default 540, under a 10-minute call);
-# a stage with under 20 s left is skipped and says so. STAGES="tests host" runs only the stages named (tests,
-# before_after, bench, train, host, check, op_profile, profile). Needs the project's dependencies installed
+# a stage with under 20 s left is skipped and says so. Needs the project's dependencies installed
 # (pip install -e ".[test]"). MNIST_DIR defaults to ../shared/datasets/mnist; on a machine where that folder does
 # not exist, copy the four .gz files into a git-ignored folder of the repo (e.g. data/mnist) and pass that folder.
 set -uo pipefail
@@ -20,8 +21,13 @@ export MNIST_DIR=${1:-../shared/datasets/mnist} PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp/gpu_check}
 BUDGET=${BUDGET:-540}
+ALL_STAGES="tests before_after bench train checkpoint host hooks check op_profile profile"
+for name in ${STAGES:-}; do
+    [[ " $ALL_STAGES " == *" $name "* ]] || { echo "unknown stage $name; the stages are: $ALL_STAGES" >&2; exit 2; }
+done
 mkdir -p "$OUT"
 SECONDS=0
+FAILED=""
 
 # stage KEY TITLE LIMIT: returns 1 (skip) for a stage STAGES does not name; else prints the title and returns 1 when
 # under 20 s of the budget is left, or sets LIMIT to the stage's limit cut to what is left
@@ -29,69 +35,89 @@ stage() {
     [ "$1" = device ] || [ -z "${STAGES:-}" ] || [[ " $STAGES " == *" $1 "* ]] || return 1
     local left=$((BUDGET - SECONDS))
     echo; echo "=== $2 ($(date +%T), ${SECONDS} s in)"
-    if [ "$left" -lt 20 ]; then echo "skipped: ${left} s of the ${BUDGET} s budget left"; return 1; fi
-    LIMIT=$(($3 < left ? $3 : left))
+    if [ "$left" -lt 20 ]; then echo "skipped: ${left} s of the ${BUDGET} s budget left"; FAILED+=" $1"; return 1; fi
+    STAGE=$1 LIMIT=$(($3 < left ? $3 : left))
+}
+
+# limited LOG COMMAND...: the command under the stage's LIMIT, its output in LOG; says how it ended if not well
+limited() {
+    local log=$1; shift
+    local start=$SECONDS
+    timeout "$LIMIT" "$@" > "$log" 2>&1
+    local status=$?
+    if [ "$status" -eq 124 ]; then echo "timed out after $((SECONDS - start)) s (log: $log)"; FAILED+=" $STAGE"
+    elif [ "$status" -ne 0 ]; then echo "exit $status after $((SECONDS - start)) s (log: $log)"; FAILED+=" $STAGE"
+    fi
+    return "$status"
 }
 
 stage device "device" 30 && {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
     $PYTHON -c "import torch, pytorch_lightning as pl; assert torch.cuda.is_available(), 'no CUDA device'; \
-print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.__version__, 'cpus', __import__('os').cpu_count())" \
-        || exit 1
+print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.__version__, \
+'cpus', __import__('os').cpu_count())" || exit 1
 }
 
 stage tests "CUDA tests" 150 && {
-    timeout $LIMIT $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training_steps.py 2>&1 \
-        | tee "$OUT/tests.log" | tail -n 25
+    limited "$OUT/tests.log" $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training_steps.py
+    grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -n 25
 }
 
 if [ -n "${BASELINE:-}" ]; then
-    stage before_after "before/after: (a) train.py and (b) the plain loop, this tree against $BASELINE (2 rounds)" 150 && {
-        timeout $LIMIT $PYTHON -m benchmarks.before_after --baseline "$BASELINE" --data_dir "$MNIST_DIR" \
-            --device cuda --rounds 2 2>&1 | tee "$OUT/before_after.log" | tail -n 8
+    stage before_after "before/after: (a) train.py and (b) the plain loop, this tree against $BASELINE" 150 && {
+        limited "$OUT/before_after.log" $PYTHON -m benchmarks.before_after --baseline "$BASELINE" \
+            --data_dir "$MNIST_DIR" --device cuda --rounds 2
+        tail -n 8 "$OUT/before_after.log"
     }
 fi
 
 stage bench "benchmarks on CUDA (op table, training step, optimizer steps, memory, epoch pipelines)" 170 && {
-    timeout $LIMIT $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 --pipeline_rounds 1 \
-        --out "$OUT/cuda.json" > "$OUT/bench.log" 2>&1
-    echo "exit $?"; grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
+    limited "$OUT/bench.log" $PYTHON -m benchmarks.run --data_dir "$MNIST_DIR" --device cuda --rounds 2 \
+        --pipeline_rounds 1 --out "$OUT/cuda.json"
+    grep -v -E "^(GPU|TPU|HPU|LOCAL_RANK|💡|Loading|\`Trainer)" "$OUT/bench.log" | tail -n 30
 }
 
-stage train "train.py, default config, on CUDA" 120 && {
+stage train "train.py, default config, on CUDA (start-up, 12 epochs with validation, test)" 120 && {
     start=$SECONDS
-    timeout $LIMIT $PYTHON train.py --data.data_dir "$MNIST_DIR" --data.download false \
+    limited "$OUT/train.log" $PYTHON train.py --data.data_dir "$MNIST_DIR" --data.download false \
         --trainer.enable_progress_bar false --trainer.logger.init_args.save_dir /tmp/gpu_check_runs \
-        > "$OUT/train.log" 2>&1
-    echo "exit $?, $((SECONDS - start)) s wall (start-up, 12 epochs with validation, test)"
+        && echo "$((SECONDS - start)) s wall"
     grep -E "test accuracy|^epoch|rror|Warning" "$OUT/train.log" | tail -n 10
 }
 
-stage host "host time of a step on CUDA (default network): train.py against a thin module, then per hook" 170 && {
-    # NOTE: a checkpoint write's parts (a few s), the variants in fresh processes (about 17 s each), then the hooks
-    # timed in one run (about 15 s)
-    timeout 30 $PYTHON -m benchmarks.checkpoint_write --device cuda 2>&1 | tee "$OUT/checkpoint_write.log" | tail -n 4
-    timeout $((LIMIT > 80 ? LIMIT - 60 : 20)) $PYTHON -m benchmarks.host_time --data_dir "$MNIST_DIR" --device cuda \
-        --hidden "[800]" \
+stage checkpoint "one checkpoint write on CUDA, in parts" 40 && {
+    limited "$OUT/checkpoint_write.log" $PYTHON -m benchmarks.checkpoint_write --device cuda
+    tail -n 6 "$OUT/checkpoint_write.log"
+}
+
+stage host "host time of a step on CUDA (default network): train.py against a thin module, fresh processes" 110 && {
+    # NOTE: about 17 s a variant
+    limited "$OUT/host.log" $PYTHON -m benchmarks.host_time --data_dir "$MNIST_DIR" --device cuda --hidden "[800]" \
         --rounds 1 --only thin train.py "train.py without ModelCheckpoint" "train.py without all of them" \
-        "train.py, native layers" > "$OUT/host.log" 2>&1
-    tail -n 7 "$OUT/host.log"
-    left=$((BUDGET - SECONDS))
-    [ "$left" -ge 5 ] && timeout $((left < 30 ? left : 30)) $PYTHON -m benchmarks.host_time \
-        --data_dir "$MNIST_DIR" --device cuda --hidden "[800]" --hooks 2>&1 | tee -a "$OUT/host.log" | tail -n 14
+        "train.py, native layers"
+    grep -E "^round|^[a-z.]+ .*[0-9]$" "$OUT/host.log" | tail -n 12
+}
+
+stage hooks "host time of train.py's callback hooks on CUDA (default network), one run" 40 && {
+    limited "$OUT/hooks.log" $PYTHON -m benchmarks.host_time --data_dir "$MNIST_DIR" --device cuda --hidden "[800]" \
+        --hooks
+    tail -n 14 "$OUT/hooks.log"
 }
 
 stage check "manual vs native on CUDA (largest errors per op)" 60 && {
-    timeout $LIMIT $PYTHON -m manual_bp.check --device cuda > "$OUT/check.txt" 2>&1; tail -n 15 "$OUT/check.txt"
+    limited "$OUT/check.txt" $PYTHON -m manual_bp.check --device cuda
+    tail -n 15 "$OUT/check.txt"
 }
 
 stage op_profile "the operations each op launches on CUDA, manual against native" 60 && {
-    timeout $LIMIT $PYTHON -m benchmarks.op_profile --device cuda 2>&1 | tee "$OUT/op_profile.txt" | cut -c1-90
+    limited "$OUT/op_profile.txt" $PYTHON -m benchmarks.op_profile --device cuda
+    cut -c1-90 "$OUT/op_profile.txt"
 }
 
 stage profile "where a train.py step's time goes on CUDA" 60 && {
-    timeout $LIMIT $PYTHON -m benchmarks.profile_train --data_dir "$MNIST_DIR" --device cuda --top 0 \
-        > "$OUT/profile.log" 2>&1
+    limited "$OUT/profile.log" $PYTHON -m benchmarks.profile_train --data_dir "$MNIST_DIR" --device cuda --top 0
     grep -A 12 "per training step" "$OUT/profile.log"
 }
+
 echo; echo "done in ${SECONDS} s; logs in $OUT"
+if [ -n "$FAILED" ]; then echo "failed, out of time or skipped:$FAILED"; exit 1; fi

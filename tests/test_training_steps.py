@@ -2,7 +2,6 @@
 CUDA with the same numbers as eager, every optimizer-step hook on every step, the epoch's metrics over all its digits,
 and non-finite steps stopped before the update."""
 import math
-import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +15,8 @@ from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
 from models.mlp import classification_loss
 from models.reliability import NonFiniteLossError
-from models.training_steps import TrainingSteps, can_capture, eager_forward, graph_forward
+from models.training_steps import (TrainingSteps, can_capture, eager_forward, graph_forward,
+                                   stream_mismatch_warning)
 from tests.helpers import StepLosses, fit, quiet_trainer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
@@ -31,10 +31,11 @@ def batches(count, batch=32, last=None):
 
 
 class CountsReplays(pl.Callback):
-    """How many CUDA graph replays each training step ran (a graphed step: 2, its forward and its backward)."""
+    """How many CUDA graph replays each training step ran (a graphed step: 2, its forward and its backward), and
+    whether torch's stream-mismatch warning was on."""
 
     def __init__(self):
-        self.replays, self.count, self.replay = [], 0, None
+        self.replays, self.count, self.replay, self.stream_warnings = [], 0, None, []
 
     def on_fit_start(self, trainer, pl_module):
         self.replay = replay = torch.cuda.CUDAGraph.replay
@@ -47,6 +48,7 @@ class CountsReplays(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.replays.append(self.count)
         self.count = 0
+        self.stream_warnings.append(stream_mismatch_warning())
 
     def on_fit_end(self, trainer, pl_module):
         torch.cuda.CUDAGraph.replay = self.replay
@@ -60,13 +62,11 @@ def test_the_step_computes_what_a_plain_loop_computes(device):
     model = MNISTClassifier(**hparams)
     steps, replays = StepLosses(), CountsReplays()
     trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, replays])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    # NOTE: the graphs' gradients reach the parameters across a stream, which torch would warn of (training_steps)
-    assert not [str(w.message) for w in caught if "AccumulateGrad" in str(w.message)]
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
     graphed = 2 * (device == "cuda")  # a graphed step replays its forward and its backward
-    assert replays.replays == [graphed] * 10 + [0]  # NOTE: the last, smaller batch runs eagerly (its own shape)
+    assert replays.replays == [graphed] * 10 + [0]
+    # NOTE: the graphs' gradients reach the parameters across a stream, which torch would warn of at the first step
+    assert replays.stream_warnings == [device == "cpu"] * 11 and stream_mismatch_warning()  # NOTE: the last, smaller batch runs eagerly (its own shape)
     assert "forward" not in vars(model)  # the graph is gone after the fit
     torch.manual_seed(0)
     twin = MNISTClassifier(**hparams).net.to(device)
@@ -121,12 +121,14 @@ def test_replays_equal_eager_steps_and_do_not_synchronise():
             classification_loss(graphed(images), labels, "cross_entropy", "manual").backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    eager_forward(graphed)
 
 
 @CUDA
 def test_dropout_draws_new_masks_in_every_replay():
     data = [(images.cuda(), labels.cuda()) for images, labels in batches(1)] * 4
-    _, losses = graphed_plain_training(data, dropout=0.5, lr=0.0)  # lr 0: only the dropout masks differ
+    model, losses = graphed_plain_training(data, dropout=0.5, lr=0.0)  # lr 0: only the dropout masks differ
+    eager_forward(model)
     assert len(set(losses.tolist())) == 4
 
 
@@ -136,6 +138,7 @@ def test_the_warm_up_before_capture_leaves_batch_norm_statistics_as_they_were():
     model = MNISTClassifier(hidden_sizes=(64,), norm="batch").cuda()
     before = {name: buffer.clone() for name, buffer in model.named_buffers()}
     graph_forward(model, torch.randn(32, 28, 28, device="cuda"))
+    eager_forward(model)
     torch.testing.assert_close(dict(model.named_buffers()), before, rtol=0, atol=0)
 
 
