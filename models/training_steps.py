@@ -82,8 +82,9 @@ def stream_mismatch_warning():
 
 
 def set_stream_mismatch_warning(enabled):
+    """Turn that warning on or off where torch has it; None leaves it as it is (a forward not graph_forward's)."""
     setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
-    if setter is not None and enabled is not None:  # NOTE: None: a forward graph_forward did not make
+    if setter is not None and enabled is not None:
         setter(enabled)
 
 

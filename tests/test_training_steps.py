@@ -64,9 +64,9 @@ def test_the_step_computes_what_a_plain_loop_computes(device):
     trainer = quiet_trainer(accelerator=device, max_epochs=1, callbacks=[TrainingSteps(), steps, replays])
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
     graphed = 2 * (device == "cuda")  # a graphed step replays its forward and its backward
-    assert replays.replays == [graphed] * 10 + [0]
+    assert replays.replays == [graphed] * 10 + [0]  # NOTE: the last, smaller batch runs eagerly (its own shape)
     # NOTE: the graphs' gradients reach the parameters across a stream, which torch would warn of at the first step
-    assert replays.stream_warnings == [device == "cpu"] * 11 and stream_mismatch_warning()  # NOTE: the last, smaller batch runs eagerly (its own shape)
+    assert replays.stream_warnings == [device == "cpu"] * 11 and stream_mismatch_warning()
     assert "forward" not in vars(model)  # the graph is gone after the fit
     torch.manual_seed(0)
     twin = MNISTClassifier(**hparams).net.to(device)
