@@ -63,10 +63,13 @@ warnings.filterwarnings("ignore", message="You're resuming from a checkpoint tha
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 # ... nor torch's notice that its autograd thread set up the CUDA context for the first backward's cuBLAS call
 warnings.filterwarnings("ignore", message="Attempting to run cuBLAS, but there was no current CUDA context")
-# ... nor "GPU available: False", "TPU available: False" (where there is a GPU, whether it is used stays)
+# ... nor "GPU available: False", "TPU available: False" (where there is a GPU, whether it is used stays), nor the
+# advice to trade float32 matmul precision for speed on a GPU: the runs here keep it, so that the live gradient check
+# compares the handwritten backward with autograd's to float32's precision (TF32 would make that ~1e-3)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage()
-    and not record.getMessage().startswith(("GPU available: False", "TPU available: False")))
+    and not record.getMessage().startswith(("GPU available: False", "TPU available: False",
+                                            "You are using a CUDA device")))
 # ... nor "Seed set to 42" before every run and every error: the seed is in the run's config.yaml
 logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "Seed set to" not in record.getMessage())
 # what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger

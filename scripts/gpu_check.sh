@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check in one go on one H100/H200: the CUDA tests (ops and the CUDA-graph training step), the speed
-# comparison against an older tree (with BASELINE), the benchmarks on CUDA, a full default run of train.py, a
-# checkpoint write's parts, a step's host time against a thin Lightning module's and per callback hook, the
+# Every GPU check in one go on one H100/H200: the CUDA tests (ops, the CUDA-graph training step, what train.py
+# prints on a GPU), the speed comparison against an older tree (with BASELINE), the benchmarks on CUDA, a full
+# default run of train.py, a checkpoint write's parts, a step's host time against a thin Lightning module's and per callback hook, the
 # manual-vs-native table, the operations each op launches, and where a train.py step's time goes. Prints what the
 # docs' GPU figures need; full logs go to $OUT (default /tmp/gpu_check). Exits 1 if any stage failed or ran out of
 # time, 2 on an unknown stage name.
@@ -59,7 +59,8 @@ print(torch.cuda.get_device_name(), 'torch', torch.__version__, 'lightning', pl.
 }
 
 stage tests "CUDA tests" 150 && {
-    limited "$OUT/tests.log" $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training_steps.py
+    limited "$OUT/tests.log" $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training_steps.py \
+        tests/test_console.py::test_a_run_through_a_pipe_prints_one_line_per_epoch_and_nothing_foreign
     grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -n 25
 }
 
