@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# Every GPU check in one go on one H100/H200: the CUDA tests (ops, the CUDA-graph training step, what train.py
-# prints on a GPU), the speed comparison against an older tree (with BASELINE), the benchmarks on CUDA, a full
-# default run of train.py, a checkpoint write's parts, a step's host time against a thin Lightning module's and per callback hook, the
-# manual-vs-native table, the operations each op launches, and where a train.py step's time goes. Prints what the
-# docs' GPU figures need; full logs go to $OUT (default /tmp/gpu_check). Exits 1 if any stage failed or ran out of
-# time, 2 on an unknown stage name.
-#   bash scripts/gpu_check.sh [MNIST_DIR]                          # about 6 minutes
-#   BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]       # and, after the tests, epoch times of this
-#       tree against an older one on the same GPU (about 1.5 minutes more); .baseline (git-ignored: carry it to a
-#       lent GPU machine) holds the older tree, e.g. the one before the training-side redesign:
+# The GPU checks on one H100/H200, in calls of under 5 minutes each (stage names in brackets):
+#   bash scripts/gpu_check.sh [MNIST_DIR]
+#       the checks: the CUDA tests [tests] (every op against torch, no synchronisation, CUDA-graph capture, the
+#       graphed training step, what train.py prints on a GPU), the benchmarks on CUDA [bench], a full default run
+#       of train.py [train]
+#   STAGES="before_after checkpoint host hooks" BASELINE=.baseline bash scripts/gpu_check.sh [MNIST_DIR]
+#       the speed diagnosis: epoch times of this tree against an older one on the same GPU [before_after], a
+#       checkpoint write's parts [checkpoint], a step's host time against a thin Lightning module's [host] and per
+#       callback hook [hooks]; .baseline (git-ignored: carry it to a lent GPU machine) holds the older tree, e.g.
 #       mkdir -p .baseline && git archive 3eeaa7b | tar -x -C .baseline
-#   STAGES="tests host hooks" bash scripts/gpu_check.sh [MNIST_DIR]   # only the stages named (list below)
-# Each stage has its own time limit, cut to what is left of BUDGET seconds (default 540, under a 10-minute call);
-# a stage with under 20 s left is skipped and says so. Needs the project's dependencies installed
-# (pip install -e ".[test]"). MNIST_DIR defaults to ../shared/datasets/mnist; on a machine where that folder does
-# not exist, copy the four .gz files into a git-ignored folder of the repo (e.g. data/mnist) and pass that folder.
+#   STAGES="check op_profile profile" bash scripts/gpu_check.sh [MNIST_DIR]
+#       the tables: manual against native, largest error per op [check]; the operations each op launches, manual
+#       against native [op_profile]; where a train.py step's time goes [profile]
+# Prints what the docs' GPU figures need; full logs go to $OUT (default /tmp/gpu_check). Each stage has its own time
+# limit, cut to what is left of BUDGET seconds (default 300); a stage with under 20 s left is skipped and says so.
+# Exits 1 if a stage failed, ran out of time or was skipped, 2 on an unknown stage name. Needs the project's
+# dependencies installed (pip install -e ".[test]"). MNIST_DIR defaults to ../shared/datasets/mnist; on a machine
+# where that folder does not exist, copy the four .gz files into a git-ignored folder of the repo (e.g. data/mnist)
+# and pass that folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export MNIST_DIR=${1:-../shared/datasets/mnist} PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp/gpu_check}
-BUDGET=${BUDGET:-540}
+BUDGET=${BUDGET:-300}
+STAGES=${STAGES:-tests bench train}
 ALL_STAGES="tests before_after bench train checkpoint host hooks check op_profile profile"
-for name in ${STAGES:-}; do
+for name in $STAGES; do
     [[ " $ALL_STAGES " == *" $name "* ]] || { echo "unknown stage $name; the stages are: $ALL_STAGES" >&2; exit 2; }
 done
+if [[ " $STAGES " == *" before_after "* && -z "${BASELINE:-}" ]]; then
+    echo "the before_after stage needs BASELINE, the older tree to compare with" >&2; exit 2
+fi
 mkdir -p "$OUT"
 SECONDS=0
 FAILED=""
@@ -32,7 +39,7 @@ FAILED=""
 # stage KEY TITLE LIMIT: returns 1 (skip) for a stage STAGES does not name; else prints the title and returns 1 when
 # under 20 s of the budget is left, or sets LIMIT to the stage's limit cut to what is left
 stage() {
-    [ "$1" = device ] || [ -z "${STAGES:-}" ] || [[ " $STAGES " == *" $1 "* ]] || return 1
+    [ "$1" = device ] || [[ " $STAGES " == *" $1 "* ]] || return 1
     local left=$((BUDGET - SECONDS))
     echo; echo "=== $2 ($(date +%T), ${SECONDS} s in)"
     if [ "$left" -lt 20 ]; then echo "skipped: ${left} s of the ${BUDGET} s budget left"; FAILED+=" $1"; return 1; fi
@@ -91,11 +98,10 @@ stage checkpoint "one checkpoint write on CUDA, in parts" 40 && {
     tail -n 6 "$OUT/checkpoint_write.log"
 }
 
-stage host "host time of a step on CUDA (default network): train.py against a thin module, fresh processes" 110 && {
-    # NOTE: about 17 s a variant
+stage host "host time of a step on CUDA (default network): train.py against a thin module, fresh processes" 140 && {
+    # NOTE: 20-35 s a variant (a fresh process: imports, CUDA, the capture, 4 epochs)
     limited "$OUT/host.log" $PYTHON -m benchmarks.host_time --data_dir "$MNIST_DIR" --device cuda --hidden "[800]" \
-        --rounds 1 --only thin train.py "train.py without ModelCheckpoint" "train.py without all of them" \
-        "train.py, native layers"
+        --rounds 1 --only thin train.py "train.py without ModelCheckpoint" "train.py without all of them"
     grep -E "^round|^[a-z.]+ .*[0-9]$" "$OUT/host.log" | tail -n 12
 }
 
