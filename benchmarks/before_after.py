@@ -13,13 +13,11 @@ speed drifts between rounds moves both sides alike. The older tree must have tho
 Python (Lightning's loop, hooks, optimizer), the part of a step that a GPU does not speed up.
 """
 import argparse
-import json
-import os
 import shlex
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from benchmarks.host_time import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # What each process runs, inside the tree it times (cwd): the same two calls in both trees' benchmarks/run.py
@@ -38,16 +36,8 @@ print("EPOCHS", json.dumps({"a": a, "b_fused": b}))
 
 def epochs(tree, data_dir, device, batch_limit, train_args):
     """{"a": seconds, "b_fused": seconds} of one fresh process in `tree`."""
-    # NOTE: the tree first on the import path, whatever PYTHONPATH (or an editable install) points at
-    path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
-    result = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(Path(data_dir).resolve()), device,
-                             str(batch_limit), *train_args], cwd=tree, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": path})
-    lines = [line for line in result.stdout.splitlines() if line.startswith("EPOCHS ")]
-    if result.returncode or not lines:
-        raise RuntimeError(f"the epoch benchmark failed in {tree} (exit {result.returncode}):\n"
-                           f"{result.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("EPOCHS "))
+    return run_script(EPOCH_SCRIPT, "EPOCHS", [str(Path(data_dir).resolve()), device, str(batch_limit), *train_args],
+                      f"the epoch benchmark in {tree}", Path(tree))
 
 
 def main(argv=None):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = len(range(0, 55000, 128))  # the training batches of an epoch at batch size 128
+HOOK_EPOCHS = 3  # --hooks: one train.py run of this many epochs
 # callback class names train.py adds (per step: on_train_batch_start/end, on_before_optimizer_step)
 CALLBACKS = ("TrainingSteps", "GradientStatistics", "NativeGradientCheck", "LayerStatistics", "LearningRateMonitor",
              "ModelCheckpoint", "GracefulInterrupt", "EpochSummary", "RandomState", "FollowMovedRunFolder",
@@ -61,8 +62,8 @@ warnings.filterwarnings("ignore")
 import torch
 import models.callback_group as group
 from benchmarks.run import train_py_epoch
-data_dir, hidden, device, epochs = sys.argv[1], sys.argv[2], sys.argv[3], 3
-seconds, calls = collections.defaultdict(float), collections.Counter()
+data_dir, hidden, device, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+seconds = collections.defaultdict(float)
 index_hooks = group.CallbackGroup._index_hooks
 
 def timed(method, name):
@@ -72,7 +73,6 @@ def timed(method, name):
             return method(*args, **kwargs)
         finally:
             seconds[name] += time.perf_counter() - start
-            calls[name] += 1
     return call
 
 def timed_index_hooks(self):  # NOTE: the group calls the members' hooks it indexed; each is wrapped in a clock
@@ -84,14 +84,14 @@ group.CallbackGroup._index_hooks = timed_index_hooks
 with tempfile.TemporaryDirectory() as tmp:
     train_py_epoch(data_dir, tmp, 10**9, torch.device(device),
                    extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(epochs)])
-print("HOOKS", json.dumps({name: [total, calls[name], epochs] for name, total in seconds.items()}))
+print("HOOKS", json.dumps(seconds))
 """
 
 
 def hook_times(data_dir, hidden, device="cpu"):
     """{callback.hook: µs a training step} over one train.py run (see --hooks in the module docstring)."""
-    times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden, device], "--hooks")
-    return {name: total / (epochs * STEPS) * 1e6 for name, (total, calls, epochs) in times.items()}
+    times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden, device, str(HOOK_EPOCHS)], "--hooks")
+    return {name: total / (HOOK_EPOCHS * STEPS) * 1e6 for name, total in times.items()}
 
 
 def thin_epoch(data_dir, hidden, device="cpu"):
@@ -167,7 +167,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.hooks:
         times = hook_times(args.data_dir, args.hidden, args.device)
-        print(f"\n{args.device} host time of train.py's callback hooks, hidden {args.hidden}, one run of 3 epochs:")
+        print(f"\n{args.device} host time of train.py's callback hooks, hidden {args.hidden}, one run of "
+              f"{HOOK_EPOCHS} epochs:")
         for name, micros in sorted(times.items(), key=lambda item: -item[1]):
             print(f"{name:<58}{micros:>8.1f} µs/step")
         print(f"{'all of them':<58}{sum(times.values()):>8.1f} µs/step")
