@@ -61,6 +61,25 @@ class EpochlessTensorBoardLogger(TensorBoardLogger):
             raise
 
 
+def is_logging_step(trainer, step):
+    """Whether the optimizer step `step` (0-based) is one of Lightning's logging steps: every log_every_n_steps-th,
+    none when it is 0."""
+    every = trainer.log_every_n_steps
+    return every > 0 and (step + 1) % every == 0
+
+
+def write_scalars(trainer, scalars, step):
+    """{tag: value} at `step`, handed by rank 0 to each of the trainer's loggers (Lightning's Logger.log_metrics).
+
+    NOTE: for values logged on a few steps; not LightningModule.log, whose bookkeeping (a torchmetrics state per
+    value, moved to the device and updated on every call, then collected for the loggers) costs about 1 ms a call
+    on the CPU, half a small network's whole step (docs/benchmarks.md). A tensor value is read from the device once.
+    """
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step)
+
+
 def tensorboard(trainer):
     """The run's SummaryWriter, or None when TensorBoard is not among the loggers."""
     for logger in trainer.loggers:
@@ -78,8 +97,8 @@ class GradientStatistics(pl.Callback):
     """
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        # NOTE: global_step counts the steps done, this is step global_step + 1; the steps Lightning logs on
-        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+        # NOTE: global_step counts the steps done: this is step global_step (0-based)
+        if is_logging_step(trainer, trainer.global_step):
             writer = tensorboard(trainer)
             if writer is not None and trainer.is_global_zero:
                 self.write_norms(writer, pl_module, trainer.global_step)
@@ -151,14 +170,15 @@ class NativeGradientCheck(pl.Callback):
 
     Both are computed on the current weights with dropout off (so the two see the same function), and
     `steps/grad_check_max_rel_diff` = max|g_manual − g_native| / max|g_native|, both maxima over every element of
-    every parameter's gradient, is logged:
-    a live proof that the handwritten backward is right while the network trains.
+    every parameter's gradient, is written to the loggers at the step it was computed on (and kept as
+    `max_rel_diff`): a live proof that the handwritten backward is right while the network trains.
     """
 
     def __init__(self, every_n_steps: int = 100):
         self.every_n_steps = every_n_steps
         self.batch = None
         self.nets = None  # {backend: network}; their own weights are never used, functional_call swaps them
+        self.max_rel_diff = None  # the last check's result (a 0-dim tensor on the device)
 
     def twins(self, hp, device):
         if self.nets is None:
@@ -193,7 +213,8 @@ class NativeGradientCheck(pl.Callback):
         # norm has a gradient of exactly 0 in exact arithmetic, and its rounding noise over itself would read as 100%
         difference = torch.stack([(m - n).abs().max() for m, n in zip(*gradients)]).max()
         scale = torch.stack([n.abs().max() for n in gradients[1]]).max().clamp(min=1e-30)
-        pl_module.log("steps/grad_check_max_rel_diff", difference / scale)
+        self.max_rel_diff = difference / scale
+        write_scalars(trainer, {"steps/grad_check_max_rel_diff": self.max_rel_diff}, trainer.global_step)
 
 
 class TestReport(pl.Callback):

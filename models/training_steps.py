@@ -19,6 +19,7 @@ import logging
 import pytorch_lightning as pl
 import torch
 
+from models.callbacks import is_logging_step, write_scalars
 from models.reliability import non_finite_error
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ class TrainingSteps(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
-        log_step = trainer.global_step % trainer.log_every_n_steps == 0
+        step = trainer.global_step - 1  # NOTE: global_step counts the steps done, the one just done among them
+        log_step = is_logging_step(trainer, step)
         if self.flagged_steps is not None and (last or log_step):
             self._raise_if_flagged(trainer, pl_module)
         if not isinstance(outputs, dict) or "preds" not in outputs:
@@ -159,7 +161,7 @@ class TrainingSteps(pl.Callback):
         self.correct.add_((outputs["preds"] == labels).sum())
         self.digits += len(labels)
         if log_step:
-            pl_module.log("steps/loss", loss, on_step=True, on_epoch=False)
+            write_scalars(trainer, {"steps/loss": loss}, step)
         if last:
             # NOTE: logged in the last batch, not in on_train_epoch_end, so that every callback's on_train_epoch_end
             # (the epoch line) sees them; summed over the processes under DDP

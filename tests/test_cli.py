@@ -98,11 +98,11 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     assert 0.5 < events.Scalars("test/acc")[-1].value <= 1.0
     assert "epoch" not in scalars  # Lightning's step-wise epoch counter would be the Time Series tab's first card
     assert all(0 <= e.value < 1e-4 for e in events.Scalars("steps/grad_check_max_rel_diff"))
-    # 2 epochs of 20 steps: the check on steps 10, 20, 30, 40 (0-based 9, 19, ...), the norms on every 5th step, each
-    # written at the step it was computed on (Lightning writes a kept value again at the next logging step)
-    check_steps = [e.step for e in events.Scalars("steps/grad_check_max_rel_diff")]
-    assert check_steps[0] == 9 and {9, 19, 29, 39} <= set(check_steps) <= set(range(4, 40, 5)), check_steps
-    assert [e.step for e in events.Scalars("steps/grad_norm_total")] == list(range(4, 40, 5))
+    # 2 epochs of 20 steps: the check on steps 10, 20, 30, 40 (0-based 9, 19, ...), the loss and the norms on every
+    # 5th step, each written once, at the step it was computed on
+    assert [e.step for e in events.Scalars("steps/grad_check_max_rel_diff")] == [9, 19, 29, 39]
+    for tag in ("steps/loss", "steps/grad_norm_total", "steps/lr"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(4, 40, 5)), tag
     histograms = set(events.Tags()["histograms"])
     assert {"parameters/net.0.weight", "parameters_grad/net.0.weight", "parameters/net.2.bias"} <= histograms
     assert len(events.Histograms("parameters/net.0.weight")) == 2  # once per epoch
@@ -115,6 +115,16 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     assert sorted({tag.split("/")[0] for tag in tags})[:2] == ["acc", "loss"]
     assert (tmp_path / "mnist" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_log_every_n_steps_0_writes_no_step_curves(mnist_slice, tmp_path, capsys):
+    # Lightning's "never": the step-wise curves stay unwritten (the live check keeps its own interval, off here), and
+    # the epoch curves are all there
+    cli = cli_main(cli_args(mnist_slice, tmp_path, "--data.train_subset", "320", "--trainer.max_epochs", "1",
+                            "--trainer.log_every_n_steps", "0", "--grad_check.every_n_steps", "1000"))
+    events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"scalars": 0}).Reload()
+    assert sorted(events.Tags()["scalars"]) == ["acc/train", "acc/val", "loss/train", "loss/val", "test/acc",
+                                                "test/loss"]
 
 
 def test_the_saved_config_leaves_the_progress_bar_to_the_run_that_reads_it(mnist_slice, tmp_path, capsys):
