@@ -8,7 +8,7 @@
     tensorboard --logdir runs
 
 Every run writes runs/<name>/version_<n>/: TensorBoard events, the resolved config.yaml and checkpoints
-(checkpoints/last.ckpt every 100 steps and with each new best, best-epochNN.ckpt by validation accuracy).
+(checkpoints/last.ckpt every 500 steps and with each new best, best-epochNN.ckpt by validation accuracy).
 Resume an interrupted run (Ctrl-C, SIGTERM, a crash, a kill) in its own folder, with the exact same result as an
 uninterrupted one:
 
@@ -99,9 +99,12 @@ class ManualBPCLI(LightningCLI):
         parser.set_defaults({"checkpoint.monitor": "acc/val", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,
                              "checkpoint.enable_version_counter": False})
-        # ... and last.ckpt every N training steps too, so an interrupted run loses at most N steps
+        # ... and last.ckpt every N training steps too, so a run killed outright (kill -9, power lost) loses at most
+        # N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an epoch of the default run:
+        # a write costs about as much as ten small steps on the CPU and thirty replayed ones on a GPU
+        # (docs/benchmarks.md), so every 100 steps took 4% of a CPU epoch and 20% of a GPU one
         parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
-        parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 100,
+        parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 500,
                              "resume_checkpoint.enable_version_counter": False})
         # every checkpoint written beside its final name, fsynced, then renamed onto it: never a torn file
         parser.set_defaults({"trainer.plugins": [{"class_path": "models.checkpoints.AtomicCheckpointIO"}]})
