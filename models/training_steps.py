@@ -6,8 +6,8 @@ Everything here keeps the host from waiting for the device, so that on a GPU the
   (and with it its backward) is a CUDA graph (torch.cuda.make_graphed_callables) from the first full training batch
   on, replayed for every batch of that shape; any other batch (a smaller last batch), validation and test run
   eagerly.
-- the metric sums: the epoch's Σ loss·B and correct digits summed on the device, logged at the epoch's last batch;
-  the step's loss every log_every_n_steps.
+- the metric sums: the epoch's Σ loss·B and correct digits summed on the device, in a few kernels for up to
+  FOLD_STEPS steps at once (none a step), logged at the epoch's last batch; the step's loss every log_every_n_steps.
 - the non-finite test: one kernel sets a sticky flag at the first NaN or infinite gradient; on a GPU the flag stays
   on the device, the fused optimizer skips every update from that step on, and the host reads it every
   log_every_n_steps.
@@ -23,6 +23,8 @@ from models.callbacks import is_logging_step, write_scalars
 from models.reliability import non_finite_error
 
 log = logging.getLogger(__name__)
+# the steps whose losses and predictions are held before they are summed, in a few kernels for all of them
+FOLD_STEPS = 64
 
 
 def can_capture(device, world_size, precision, accumulate_grad_batches=1):
@@ -110,6 +112,7 @@ class TrainingSteps(pl.Callback):
         self.graphed = None  # the module whose forward is a graph, while it is
         self.loss_sum = self.correct = None  # this epoch's Σ loss·B (float32) and correct digits, on the device
         self.digits = 0  # ... and its digits
+        self.pending = []  # (loss, predictions, labels) of the steps not yet in those sums, all of one batch size
         self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
         self.one = None  # the scale the check multiplies every gradient by
         self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
@@ -139,11 +142,12 @@ class TrainingSteps(pl.Callback):
         self.on_train_epoch_start(trainer, pl_module)  # NOTE: resumed mid-epoch, no epoch starts: sums from there
 
     def on_train_epoch_start(self, trainer, pl_module):
-        # NOTE: the loss sum in float32 whatever the training precision (float16's loss·B overflows at 65504), the
-        # count in integers (bfloat16 holds whole numbers exactly only up to 256)
+        # NOTE: the loss sum in float32 whatever the training precision, the count in integers (bfloat16 holds whole
+        # numbers exactly only up to 256)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=pl_module.device)
         self.correct = torch.zeros((), dtype=torch.long, device=pl_module.device)
         self.digits = 0
+        self.pending = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
@@ -157,11 +161,13 @@ class TrainingSteps(pl.Callback):
         loss, labels = outputs["loss"].detach(), batch[1]
         if trainer.accumulate_grad_batches != 1:
             loss = loss * trainer.accumulate_grad_batches
-        self.loss_sum.add_(loss, alpha=len(labels))  # NOTE: four small kernels a step, no host read
-        self.correct.add_((outputs["preds"] == labels).sum())
-        self.digits += len(labels)
+        if self.pending and len(labels) != len(self.pending[0][2]):
+            self._fold_pending()  # NOTE: a batch of another size (an epoch's smaller last): each fold weighs by one size
+        self.pending.append((loss, outputs["preds"], labels))  # NOTE: new tensors each step, none a graph's memory
         if log_step:
             write_scalars(trainer, {"steps/loss": loss}, step)
+        if last or len(self.pending) == FOLD_STEPS:
+            self._fold_pending()
         if last:
             # NOTE: logged in the last batch, not in on_train_epoch_end, so that every callback's on_train_epoch_end
             # (the epoch line) sees them; summed over the processes under DDP
@@ -169,6 +175,17 @@ class TrainingSteps(pl.Callback):
             loss_sum, correct, total = trainer.strategy.reduce(sums, reduce_op="sum")
             pl_module.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
                                on_epoch=True)
+
+    def _fold_pending(self):
+        """Add the pending steps to the epoch's sums: seven kernels for up to FOLD_STEPS steps, no host read."""
+        losses, preds, labels = zip(*self.pending)
+        batch_size = len(labels[0])
+        # NOTE: Σ loss·B = B·Σ loss; summed in float32 whatever the training precision (float16's sum of loss·B
+        # overflows at 65504)
+        self.loss_sum.add_(torch.stack(losses).float().sum(), alpha=batch_size)
+        self.correct.add_((torch.cat(preds) == torch.cat(labels)).sum())
+        self.digits += batch_size * len(labels)
+        self.pending = []
 
     # the non-finite test
 

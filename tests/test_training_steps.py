@@ -15,6 +15,7 @@ from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
 from models.mlp import classification_loss
 from models.reliability import NonFiniteLossError
+from models import training_steps
 from models.training_steps import (TrainingSteps, can_capture, eager_forward, graph_forward,
                                    stream_mismatch_warning)
 from tests.helpers import StepLosses, fit, quiet_trainer
@@ -223,9 +224,12 @@ class BatchTally(pl.Callback):
         self.returned.append(outputs["loss"].item())
 
 
+@pytest.mark.parametrize("fold_steps", [64, 7])  # NOTE: the sums taken once (at the last batch), or every 7 steps
 @pytest.mark.parametrize("accumulate", [1, 2])
 @pytest.mark.parametrize("accelerator", DEVICES)
-def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator, accumulate):
+def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator, accumulate,
+                                                                       fold_steps, monkeypatch):
+    monkeypatch.setattr(training_steps, "FOLD_STEPS", fold_steps)
     tally = BatchTally()
     trainer, model, _ = fit(mnist_slice, {"hidden_sizes": (32,)}, [tally], accelerator=accelerator, max_epochs=1,
                             limit_val_batches=0, accumulate_grad_batches=accumulate)
