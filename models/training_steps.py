@@ -162,7 +162,7 @@ class TrainingSteps(pl.Callback):
         if trainer.accumulate_grad_batches != 1:
             loss = loss * trainer.accumulate_grad_batches
         if self.pending and len(labels) != len(self.pending[0][2]):
-            self._fold_pending()  # NOTE: a batch of another size (an epoch's smaller last): each fold weighs by one size
+            self._fold_pending()  # NOTE: a batch of another size (an epoch's smaller last): a fold weighs by one size
         self.pending.append((loss, outputs["preds"], labels))  # NOTE: new tensors each step, none a graph's memory
         if log_step:
             write_scalars(trainer, {"steps/loss": loss}, step)
