@@ -17,13 +17,14 @@ variants, and each figure is the minimum over the rounds (the least disturbed ep
   which must have benchmarks.run.train_py_epoch and benchmarks.timing.EpochTimer.
 `--hooks` instead times, inside one train.py run of 3 epochs, every per-step hook of each callback in train.py's
 CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
-processes, but not Lightning's own cost of calling a hook.
+processes, but not Lightning's own cost of calling a hook; and what each call of LightningModule.log costs.
 `--device cuda` runs the same on a GPU, where a step is host time too: the kernels of a small MLP take less time
 than their launches.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,7 @@ print("EPOCH", json.dumps(seconds))
 HOOKS_SCRIPT = """
 import collections, json, sys, tempfile, time, warnings
 warnings.filterwarnings("ignore")
+import pytorch_lightning as pl
 import torch
 import models.callback_group as group
 from benchmarks.run import train_py_epoch
@@ -81,17 +83,29 @@ def timed_index_hooks(self):  # NOTE: the group calls the members' hooks it inde
                   for hook, methods in self.hooks.items()}
 
 group.CallbackGroup._index_hooks = timed_index_hooks
+calls, log = [], pl.LightningModule.log
+
+def timed_log(self, *args, **kwargs):  # NOTE: what Lightning's own logging costs a call, wherever it is called
+    start = time.perf_counter()
+    try:
+        return log(self, *args, **kwargs)
+    finally:
+        calls.append(time.perf_counter() - start)
+
+pl.LightningModule.log = timed_log
 with tempfile.TemporaryDirectory() as tmp:
     train_py_epoch(data_dir, tmp, 10**9, torch.device(device),
                    extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", str(epochs)])
-print("HOOKS", json.dumps(seconds))
+print("HOOKS", json.dumps({"hooks": seconds, "log_calls": calls}))
 """
 
 
 def hook_times(data_dir, hidden, device="cpu"):
-    """{callback.hook: µs a training step} over one train.py run (see --hooks in the module docstring)."""
+    """({callback.hook: µs a training step}, [µs of each LightningModule.log call]) over one train.py run (see
+    --hooks in the module docstring)."""
     times = run_script(HOOKS_SCRIPT, "HOOKS", [str(data_dir), hidden, device, str(HOOK_EPOCHS)], "--hooks")
-    return {name: total / (HOOK_EPOCHS * STEPS) * 1e6 for name, total in times.items()}
+    return ({name: total / (HOOK_EPOCHS * STEPS) * 1e6 for name, total in times["hooks"].items()},
+            [seconds * 1e6 for seconds in times["log_calls"]])
 
 
 def thin_epoch(data_dir, hidden, device="cpu"):
@@ -166,12 +180,14 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: the host time of a GPU step (the same variants)")
     args = parser.parse_args(argv)
     if args.hooks:
-        times = hook_times(args.data_dir, args.hidden, args.device)
+        times, log_calls = hook_times(args.data_dir, args.hidden, args.device)
         print(f"\n{args.device} host time of train.py's callback hooks, hidden {args.hidden}, one run of "
               f"{HOOK_EPOCHS} epochs:")
         for name, micros in sorted(times.items(), key=lambda item: -item[1]):
             print(f"{name:<58}{micros:>8.1f} µs/step")
         print(f"{'all of them':<58}{sum(times.values()):>8.1f} µs/step")
+        if log_calls:
+            print(f"LightningModule.log: {len(log_calls)} calls, median {statistics.median(log_calls):.0f} µs a call")
         return times
     table = {name: spec for name, spec in variants().items() if not args.only or name in args.only}
     if args.baseline:

@@ -26,7 +26,7 @@ PARTS = {  # (file suffix, function): what it is
     ("lr_scheduler.py", "step"): "  the lr scheduler",
     ("call.py", "_call_callback_hooks"): "  callback hooks (all of them)",
     ("training_steps.py", "on_train_batch_end"): "    TrainingSteps: the epoch sums, steps/loss",
-    ("model_checkpoint.py", "on_train_batch_end"): "    ModelCheckpoint (last.ckpt every 100 steps)",
+    ("model_checkpoint.py", "on_train_batch_end"): "    ModelCheckpoint (the step-wise last.ckpt)",
 }
 
 

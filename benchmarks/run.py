@@ -399,7 +399,7 @@ def print_table(results):
         return
     p = results["pipelines"]
     print(f"\nepoch (55,000 digits): (a) train.py {p['a_train_py_s']:.3f} s (cuda_graph false: "
-          f"{p['a_train_py_eager_steps_s']:.3f} s; without last.ckpt every 100 steps: "
+          f"{p['a_train_py_eager_steps_s']:.3f} s; without the step-wise last.ckpt: "
           f"{p['a_train_py_no_step_checkpoints_s']:.3f} s), (b) plain native loop {p['b_plain_native_loop_s']:.3f} s "
           f"(fused Adam: {p['b_plain_native_loop_fused_adam_s']:.3f} s), (c) common recipe "
           f"{p['c_common_recipe_s']:.3f} s")

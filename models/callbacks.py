@@ -21,6 +21,7 @@ import manual_bp.nn as mnn
 from models.layer_stats import ActivationRecorder, weight_gradient_stds
 from models.mlp import build_mlp, classification_loss
 from models.run_folder import claim_version, lock_run_folder
+from models.step_scalars import on_interval, write_scalars
 
 
 def metric_tag(metric, stage):
@@ -61,25 +62,6 @@ class EpochlessTensorBoardLogger(TensorBoardLogger):
             raise
 
 
-def is_logging_step(trainer, step):
-    """Whether the optimizer step `step` (0-based) is one of Lightning's logging steps: every log_every_n_steps-th,
-    none when it is 0."""
-    every = trainer.log_every_n_steps
-    return every > 0 and (step + 1) % every == 0
-
-
-def write_scalars(trainer, scalars, step):
-    """{tag: value} at `step`, handed by rank 0 to each of the trainer's loggers (Lightning's Logger.log_metrics).
-
-    NOTE: for values logged on a few steps; not LightningModule.log, whose bookkeeping (a torchmetrics state per
-    value, moved to the device and updated on every call, then collected for the loggers) costs about 1 ms a call
-    on the CPU, half a small network's whole step (docs/benchmarks.md). A tensor value is read from the device once.
-    """
-    if trainer.is_global_zero:
-        for logger in trainer.loggers:
-            logger.log_metrics(scalars, step)
-
-
 def tensorboard(trainer):
     """The run's SummaryWriter, or None when TensorBoard is not among the loggers."""
     for logger in trainer.loggers:
@@ -91,17 +73,14 @@ def tensorboard(trainer):
 class GradientStatistics(pl.Callback):
     """Per-layer gradient L2 norms every `log_every_n_steps`; weight and gradient histograms once per epoch.
 
-    The norms are `steps/grad_norm/<parameter>` and `steps/grad_norm_total`, written straight to TensorBoard at the
-    step they were computed on (a logging step reads them from the device once); the other steps run a modulo.
-    NOTE: not self.log: Lightning's logging of five values costs more host time than a small network's whole step.
+    The norms are `steps/grad_norm/<parameter>` and `steps/grad_norm_total`, written to the loggers at the step they
+    were computed on (write_scalars; a logging step reads them from the device once); the other steps run a modulo.
     """
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         # NOTE: global_step counts the steps done: this is step global_step (0-based)
-        if is_logging_step(trainer, trainer.global_step):
-            writer = tensorboard(trainer)
-            if writer is not None and trainer.is_global_zero:
-                self.write_norms(writer, pl_module, trainer.global_step)
+        if on_interval(trainer.global_step, trainer.log_every_n_steps) and trainer.loggers and trainer.is_global_zero:
+            self.write_norms(trainer, pl_module, trainer.global_step)
         writer = tensorboard(trainer) if trainer.is_last_batch and trainer.is_global_zero else None
         if writer is not None:
             self.write_histograms(writer, pl_module, trainer.current_epoch)
@@ -115,15 +94,15 @@ class GradientStatistics(pl.Callback):
                 writer.add_histogram(f"parameters_grad/{name}", parameter.grad, epoch)
 
     @staticmethod
-    def write_norms(writer, pl_module, step):
+    def write_norms(trainer, pl_module, step):
         """‖∂L/∂θ‖₂ of each parameter θ and of all of them together, as scalars at `step`."""
         grads = {name: p.grad for name, p in pl_module.named_parameters() if p.grad is not None}
         if not grads:
             return
         norms = torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads.values()])  # (P,)
         values = torch.cat([norms, torch.linalg.vector_norm(norms)[None]]).tolist()  # NOTE: one read of P + 1 values
-        for tag, value in zip([f"steps/grad_norm/{name}" for name in grads] + ["steps/grad_norm_total"], values):
-            writer.add_scalar(tag, value, step)
+        tags = [f"steps/grad_norm/{name}" for name in grads] + ["steps/grad_norm_total"]
+        write_scalars(trainer, dict(zip(tags, values)), step)
 
 
 class LayerStatistics(pl.Callback):
@@ -144,7 +123,7 @@ class LayerStatistics(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         # NOTE: steps every_n_steps, 2·every_n_steps, ... as NativeGradientCheck (global_step counts the steps done)
-        if self.every_n_steps and (trainer.global_step + 1) % self.every_n_steps == 0:
+        if on_interval(trainer.global_step, self.every_n_steps):
             self.recorder = ActivationRecorder(pl_module)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -157,12 +136,9 @@ class LayerStatistics(pl.Callback):
                             f"layers/saturated/{name}": saturated})
         scalars.update({f"layers/grad_std/{name}": std for name, std in weight_gradient_stds(pl_module).items()})
         self.recorder = None
-        writer = tensorboard(trainer)
-        if writer is not None and trainer.is_global_zero:
-            # NOTE: written directly, not with self.log: Lightning writes logged values only on its
-            # log_every_n_steps, which every_n_steps need not be a multiple of
-            for tag, value in scalars.items():
-                writer.add_scalar(tag, value.item(), trainer.global_step)
+        # NOTE: not self.log, which Lightning writes only on its log_every_n_steps, of which every_n_steps need not be
+        # a multiple
+        write_scalars(trainer, scalars, trainer.global_step)
 
 
 class NativeGradientCheck(pl.Callback):
@@ -170,15 +146,17 @@ class NativeGradientCheck(pl.Callback):
 
     Both are computed on the current weights with dropout off (so the two see the same function), and
     `steps/grad_check_max_rel_diff` = max|g_manual − g_native| / max|g_native|, both maxima over every element of
-    every parameter's gradient, is written to the loggers at the step it was computed on (and kept as
-    `max_rel_diff`): a live proof that the handwritten backward is right while the network trains.
+    every parameter's gradient, is written to the loggers at the step it was computed on (write_scalars: read from
+    the device then): a live proof that the handwritten backward is right while the network trains. every_n_steps 0:
+    off.
     """
 
     def __init__(self, every_n_steps: int = 100):
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0 (0: off), got {every_n_steps}")
         self.every_n_steps = every_n_steps
         self.batch = None
         self.nets = None  # {backend: network}; their own weights are never used, functional_call swaps them
-        self.max_rel_diff = None  # the last check's result (a 0-dim tensor on the device)
 
     def twins(self, hp, device):
         if self.nets is None:
@@ -199,7 +177,7 @@ class NativeGradientCheck(pl.Callback):
         self.batch = batch
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if pl_module.hparams.get("backend") != "manual" or (trainer.global_step + 1) % self.every_n_steps:
+        if pl_module.hparams.get("backend") != "manual" or not on_interval(trainer.global_step, self.every_n_steps):
             return  # NOTE: on steps every_n_steps, 2·every_n_steps, ... (global_step counts the steps done)
         hp = pl_module.hparams
         images, labels = self.batch
@@ -213,8 +191,7 @@ class NativeGradientCheck(pl.Callback):
         # norm has a gradient of exactly 0 in exact arithmetic, and its rounding noise over itself would read as 100%
         difference = torch.stack([(m - n).abs().max() for m, n in zip(*gradients)]).max()
         scale = torch.stack([n.abs().max() for n in gradients[1]]).max().clamp(min=1e-30)
-        self.max_rel_diff = difference / scale
-        write_scalars(trainer, {"steps/grad_check_max_rel_diff": self.max_rel_diff}, trainer.global_step)
+        write_scalars(trainer, {"steps/grad_check_max_rel_diff": difference / scale}, trainer.global_step)
 
 
 class TestReport(pl.Callback):

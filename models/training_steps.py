@@ -10,7 +10,7 @@ Everything here keeps the host from waiting for the device, so that on a GPU the
   FOLD_STEPS steps at once (none a step), logged at the epoch's last batch; the step's loss every log_every_n_steps.
 - the non-finite test: one kernel sets a sticky flag at the first NaN or infinite gradient; on a GPU the flag stays
   on the device, the fused optimizer skips every update from that step on, and the host reads it every
-  log_every_n_steps.
+  log_every_n_steps and at the epoch's last step.
 
 The `cuda_graph` argument (false) turns the capture off; nothing else changes (the same sums, the same test).
 """
@@ -19,8 +19,8 @@ import logging
 import pytorch_lightning as pl
 import torch
 
-from models.callbacks import is_logging_step, write_scalars
 from models.reliability import non_finite_error
+from models.step_scalars import on_interval, write_scalars
 
 log = logging.getLogger(__name__)
 # the steps whose losses and predictions are held before they are summed, in a few kernels for all of them
@@ -113,6 +113,7 @@ class TrainingSteps(pl.Callback):
         self.loss_sum = self.correct = None  # this epoch's Σ loss·B (float32) and correct digits, on the device
         self.digits = 0  # ... and its digits
         self.pending = []  # (loss, predictions, labels) of the steps not yet in those sums, all of one batch size
+        self.steps_seen = 0  # global_step at the last batch's end
         self.found_inf = None  # the sticky flag: 1.0 from the first non-finite gradient on
         self.one = None  # the scale the check multiplies every gradient by
         self.flagged_steps = None  # on a GPU: how many steps saw the flag set, which dates the first one
@@ -139,6 +140,7 @@ class TrainingSteps(pl.Callback):
     # the metric sums
 
     def on_train_start(self, trainer, pl_module):
+        self.steps_seen = trainer.global_step
         self.on_train_epoch_start(trainer, pl_module)  # NOTE: resumed mid-epoch, no epoch starts: sums from there
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -150,9 +152,12 @@ class TrainingSteps(pl.Callback):
         self.pending = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # NOTE: global_step counts the optimizer steps done: it moved on this batch unless the batch only accumulated
+        # a gradient; step is the one done last
+        stepped, self.steps_seen = trainer.global_step != self.steps_seen, trainer.global_step
         last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
-        step = trainer.global_step - 1  # NOTE: global_step counts the steps done, the one just done among them
-        log_step = is_logging_step(trainer, step)
+        step = trainer.global_step - 1
+        log_step = stepped and on_interval(step, trainer.log_every_n_steps)
         if self.flagged_steps is not None and (last or log_step):
             self._raise_if_flagged(trainer, pl_module)
         if not isinstance(outputs, dict) or "preds" not in outputs:
@@ -177,7 +182,7 @@ class TrainingSteps(pl.Callback):
                                on_epoch=True)
 
     def _fold_pending(self):
-        """Add the pending steps to the epoch's sums: seven kernels for up to FOLD_STEPS steps, no host read."""
+        """Add the pending steps to the epoch's sums: a few kernels for up to FOLD_STEPS steps, no host read."""
         losses, preds, labels = zip(*self.pending)
         batch_size = len(labels[0])
         # NOTE: Σ loss·B = B·Σ loss; summed in float32 whatever the training precision (float16's sum of loss·B
@@ -220,7 +225,7 @@ class TrainingSteps(pl.Callback):
                 del optimizer.found_inf
 
     def _raise_if_flagged(self, trainer, pl_module):
-        flagged = int(self.flagged_steps)  # NOTE: the one host read, every log_every_n_steps
+        flagged = int(self.flagged_steps)  # NOTE: the one host read, every log_every_n_steps and at an epoch's end
         if flagged:
             # the flag was set on the last `flagged` steps done: the first of them is step global_step − flagged
             raise non_finite_error(trainer, pl_module, "the gradient", trainer.global_step - flagged)

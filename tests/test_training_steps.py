@@ -224,7 +224,7 @@ class BatchTally(pl.Callback):
         self.returned.append(outputs["loss"].item())
 
 
-@pytest.mark.parametrize("fold_steps", [64, 7])  # NOTE: the sums taken once (at the last batch), or every 7 steps
+@pytest.mark.parametrize("fold_steps", [64, 7])  # NOTE: the sums taken at the smaller last batch, or every 7 steps too
 @pytest.mark.parametrize("accumulate", [1, 2])
 @pytest.mark.parametrize("accelerator", DEVICES)
 def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_slice, accelerator, accumulate,
@@ -243,6 +243,17 @@ def test_the_epochs_training_loss_and_accuracy_are_over_all_its_digits(mnist_sli
     assert abs(round(float(trainer.callback_metrics["acc/train"]) * digits) - sum(correct)) <= (accelerator == "cuda")
     loss = sum(loss * count for loss, count in zip(losses, counts)) / digits
     assert float(trainer.callback_metrics["loss/train"]) == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_step_loss_is_written_once_a_logging_step_at_that_step(mnist_slice, accumulate, tmp_path):
+    # 40 batches: 40 optimizer steps, or 20 that each accumulate two batches
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    trainer, _, _ = fit(mnist_slice, {"hidden_sizes": (32,)}, max_epochs=1, limit_val_batches=0, log_every_n_steps=5,
+                        accumulate_grad_batches=accumulate, logger=logger)
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0}).Reload()
+    assert trainer.global_step == 40 // accumulate
+    assert [e.step for e in events.Scalars("steps/loss")] == list(range(4, 40 // accumulate, 5))
 
 
 @pytest.mark.parametrize("accelerator", DEVICES)
