@@ -60,6 +60,7 @@ def test_train_py_reads_the_default_config_through_the_cli_without_warnings(subc
     (["--data.batch_size", "0"], "--data.batch_size must be >= 1, got 0"),
     # grad_check has an every_n_steps too: the option named is the one given that value
     (["--layer_stats.every_n_steps", "-1"], "--layer_stats.every_n_steps must be >= 0 (0: off), got -1"),
+    (["--grad_check.every_n_steps", "-2"], "--grad_check.every_n_steps must be >= 0 (0: off), got -2"),
     # Lightning's own message, named as the option
     (["--trainer.max_epochs", "-5"], "--trainer.max_epochs must be a non-negative integer or -1. You passed in -5."),
 ])
@@ -117,11 +118,11 @@ def test_short_run_logs_every_tensorboard_tag(mnist_slice, tmp_path, capsys):
     assert "test accuracy:" in capsys.readouterr().out
 
 
-def test_log_every_n_steps_0_writes_no_step_curves(mnist_slice, tmp_path, capsys):
-    # Lightning's "never": the step-wise curves stay unwritten (the live check keeps its own interval, off here), and
-    # the epoch curves are all there
+def test_log_every_n_steps_0_and_grad_check_every_n_steps_0_write_no_step_curves(mnist_slice, tmp_path, capsys):
+    # Lightning's "never" for the step-wise curves, and the live check (on its own interval) off: the epoch curves
+    # are all there
     cli = cli_main(cli_args(mnist_slice, tmp_path, "--data.train_subset", "320", "--trainer.max_epochs", "1",
-                            "--trainer.log_every_n_steps", "0", "--grad_check.every_n_steps", "1000"))
+                            "--trainer.log_every_n_steps", "0", "--grad_check.every_n_steps", "0"))
     events = EventAccumulator(cli.trainer.logger.log_dir, size_guidance={"scalars": 0}).Reload()
     assert sorted(events.Tags()["scalars"]) == ["acc/train", "acc/val", "loss/train", "loss/val", "test/acc",
                                                 "test/loss"]
