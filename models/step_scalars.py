@@ -13,7 +13,7 @@ def write_scalars(trainer, scalars, step):
     NOTE: for values logged on some steps, not LightningModule.log, whose bookkeeping (a torchmetrics state per
     value, moved to the device and updated on every call, then collected for the loggers) costs about 1 ms a call
     on the CPU, nearly half a small network's step (docs/benchmarks.md). Each logger reads a tensor value from
-    the device: a host wait on a GPU, which these steps take anyway.
+    the device: on a GPU, a host wait on that step.
     """
     if trainer.is_global_zero:
         for logger in trainer.loggers:
