@@ -101,7 +101,7 @@ class ManualBPCLI(LightningCLI):
                              "checkpoint.enable_version_counter": False})
         # ... and last.ckpt every N training steps too, so a run killed outright (kill -9, power lost) loses at most
         # N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an epoch of the default run: a
-        # write takes about 10 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of several steps
+        # write takes 10–13 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of several steps
         parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
         parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 500,
                              "resume_checkpoint.enable_version_counter": False})
