@@ -110,6 +110,7 @@ class TrainingSteps(pl.Callback):
     def __init__(self, cuda_graph: bool = True):
         self.cuda_graph = cuda_graph
         self.graphed = None  # the module whose forward is a graph, while it is
+        self.capture = False  # whether this fit's steps become a graph (decided at its start)
         self.loss_sum = self.correct = None  # this epoch's Σ loss·B (float32) and correct digits, on the device
         self.digits = 0  # ... and its digits
         self.pending = []  # (loss, predictions, labels) of the steps not yet in those sums, all of one batch size
@@ -122,9 +123,7 @@ class TrainingSteps(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         # NOTE: not on an epoch's last batch, which may be smaller (a run resumed there): the graph is for one shape
-        if (self.graphed is None and self.cuda_graph and not trainer.is_last_batch
-                and can_capture(pl_module.device, trainer.world_size, trainer.precision,
-                                trainer.accumulate_grad_batches)):
+        if self.capture and self.graphed is None and not trainer.is_last_batch:
             graph_forward(pl_module, batch[0])
             self.graphed = pl_module
             log.info("training steps: the forward and backward as CUDA graph replays")
@@ -140,6 +139,8 @@ class TrainingSteps(pl.Callback):
     # the metric sums
 
     def on_train_start(self, trainer, pl_module):
+        self.capture = self.cuda_graph and can_capture(pl_module.device, trainer.world_size, trainer.precision,
+                                                       trainer.accumulate_grad_batches)
         self.steps_seen = trainer.global_step
         self.on_train_epoch_start(trainer, pl_module)  # NOTE: resumed mid-epoch, no epoch starts: sums from there
 
