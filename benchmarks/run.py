@@ -42,7 +42,7 @@ from models.classifier import MNISTClassifier
 from models.data import MNISTDataModule
 from models.idx import IDX_FILES
 from models.mlp import build_mlp, classification_loss
-from models.training_steps import graph_forward
+from models.training_steps import TrainingSteps, graph_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SIZES = 128, (784, 800, 10)
@@ -149,7 +149,8 @@ def step_without_lightning_fn(device):
     model = MNISTClassifier().to(device)
     optimizer = torch.optim.Adam(model.parameters(), fused=True)
     images, labels = torch.randn(BATCH, 28, 28, device=device), torch.randint(10, (BATCH,), device=device)
-    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+    sums = TrainingSteps()
+    sums.on_train_epoch_start(None, model)  # NOTE: the epoch's sums on the model's device (the trainer is not read)
     if device.type == "cuda":
         graph_forward(model, images)
 
@@ -158,8 +159,7 @@ def step_without_lightning_fn(device):
         out = model.training_step((images, labels), 0)
         out["loss"].backward()
         optimizer.step()
-        loss_sum.add_(out["loss"].detach(), alpha=BATCH)  # the epoch sums, as TrainingSteps adds them
-        correct.add_((out["preds"] == labels).sum())
+        sums.add_step(out["loss"].detach(), out["preds"], labels)  # the epoch sums, as TrainingSteps takes them
     return step
 
 

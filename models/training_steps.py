@@ -167,14 +167,11 @@ class TrainingSteps(pl.Callback):
         loss, labels = outputs["loss"].detach(), batch[1]
         if trainer.accumulate_grad_batches != 1:
             loss = loss * trainer.accumulate_grad_batches
-        if self.pending and len(labels) != len(self.pending[0][2]):
-            self._fold_pending()  # NOTE: a batch of another size (an epoch's smaller last): a fold weighs by one size
-        self.pending.append((loss, outputs["preds"], labels))  # NOTE: new tensors each step, none a graph's memory
+        self.add_step(loss, outputs["preds"], labels)
         if log_step:
             write_scalars(trainer, {"steps/loss": loss}, step)
-        if last or len(self.pending) == FOLD_STEPS:
-            self._fold_pending()
         if last:
+            self._fold_pending()
             # NOTE: logged in the last batch, not in on_train_epoch_end, so that every callback's on_train_epoch_end
             # (the epoch line) sees them; summed over the processes under DDP
             sums = torch.stack([self.loss_sum, self.correct.float(), torch.full_like(self.loss_sum, self.digits)])
@@ -182,8 +179,20 @@ class TrainingSteps(pl.Callback):
             pl_module.log_dict({"loss/train": loss_sum / total, "acc/train": correct / total}, on_step=False,
                                on_epoch=True)
 
+    def add_step(self, loss, preds, labels):
+        """One step's detached loss, (B,) predicted classes and (B,) labels, held for the epoch's sums and added to
+        them every FOLD_STEPS steps (and before a batch of another size: a fold weighs every step by one size)."""
+        if self.pending and len(labels) != len(self.pending[0][2]):
+            self._fold_pending()
+        self.pending.append((loss, preds, labels))  # NOTE: new tensors each step, none a graph's memory
+        if len(self.pending) == FOLD_STEPS:
+            self._fold_pending()
+
     def _fold_pending(self):
-        """Add the pending steps to the epoch's sums: a few kernels for up to FOLD_STEPS steps, no host read."""
+        """Add the pending steps (if any) to the epoch's sums: a few kernels for up to FOLD_STEPS steps, no host read.
+        """
+        if not self.pending:
+            return
         losses, preds, labels = zip(*self.pending)
         batch_size = len(labels[0])
         # NOTE: Σ loss·B = B·Σ loss; summed in float32 whatever the training precision (float16's sum of loss·B
