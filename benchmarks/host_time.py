@@ -18,6 +18,8 @@ variants, and each figure is the minimum over the rounds (the least disturbed ep
 `--hooks` instead times, inside one train.py run of 3 epochs, every per-step hook of each callback in train.py's
 CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
 processes, but not Lightning's own cost of calling a hook; and what each call of LightningModule.log costs.
+Last, in the benchmark's own process, the same MLP's training step without Lightning with manual_bp's layers against
+torch.nn's (interleaved rounds): the handwritten layers' part of the gap, free of the processes' noise.
 `--device cuda` runs the same on a GPU, where a step is host time too: the kernels of a small MLP take less time
 than their launches.
 """
@@ -152,8 +154,9 @@ def variants():
 
 
 def epoch_seconds(data_dir, variant, hidden, device, extra, tree=ROOT):
-    return run_script(EPOCH_SCRIPT, "EPOCH", [str(data_dir), variant, hidden, device, *extra], f"{variant} {extra}",
-                      tree)
+    # NOTE: absolute, since the process runs in `tree` (the baseline's folder for "before: train.py")
+    return run_script(EPOCH_SCRIPT, "EPOCH", [str(Path(data_dir).resolve()), variant, hidden, device, *extra],
+                      f"{variant} {extra}", tree)
 
 
 def run_script(script, tag, args, what, tree=ROOT):
@@ -208,7 +211,21 @@ def main(argv=None):
         vs_thin = f"{value / best['thin']:.2f}" if "thin" in best else ""
         saved = f"{(reference - value) / STEPS * 1e3:.3f}" if reference and name.startswith("train.py ") else ""
         print(f"{name:<42}{value:>9.3f}{value / STEPS * 1e3:>9.3f}{vs_thin:>9}{saved:>15}")
+    layers = layers_step(args.hidden, args.device)
+    print(f"\nthe layers' share, in this one process: a training step of the same MLP without Lightning (forward, "
+          f"loss, backward, fused Adam), {layers['manual_us']:.0f} µs with manual_bp's layers against "
+          f"{layers['native_us']:.0f} µs with torch.nn's ({layers['ratio']:.2f}×, median of interleaved rounds)")
     return best
+
+
+def layers_step(hidden, device):
+    """What the handwritten layers cost a host-bound step, without process-to-process noise: benchmarks.run's
+    interleaved manual / native training step of the 784-hidden-10 MLP, fused Adam on both sides."""
+    import torch
+
+    from benchmarks.run import interleaved_steps
+
+    return interleaved_steps(torch.device(device), sizes=(784, *json.loads(hidden), 10), fused=True)
 
 
 if __name__ == "__main__":

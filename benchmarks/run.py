@@ -123,17 +123,18 @@ def bench_memory(device):
             for name, (manual, native, inputs) in op_cases(device).items()}
 
 
-def step_parts(backend, device, **adam):
-    """The benchmarked MLP, its Adam and one fixed batch, from the same seed for every variant."""
+def step_parts(backend, device, sizes=SIZES, **adam):
+    """The benchmarked MLP (layer sizes `sizes`), its Adam and one fixed batch, from the same seed for every variant.
+    """
     torch.manual_seed(0)
-    net = build_mlp(SIZES[0], SIZES[1:-1], SIZES[-1], "relu", backend).to(device)
+    net = build_mlp(sizes[0], sizes[1:-1], sizes[-1], "relu", backend).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, **adam)
-    x, y = torch.randn(BATCH, SIZES[0], device=device), torch.randint(10, (BATCH,), device=device)
+    x, y = torch.randn(BATCH, sizes[0], device=device), torch.randint(sizes[-1], (BATCH,), device=device)
     return net, optimizer, x, y
 
 
-def training_step_fn(backend, device):
-    net, optimizer, x, y = step_parts(backend, device)
+def training_step_fn(backend, device, sizes=SIZES, **adam):
+    net, optimizer, x, y = step_parts(backend, device, sizes, **adam)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -166,11 +167,17 @@ def step_without_lightning_fn(device):
 def interleaved_step_ratio(device, rounds=15, steps=20):
     """Manual / native training step with both steps built once and timed in turns of `steps` steps, the order
     swapped every round: the median of the rounds' ratios (each compares two stretches a few ms apart)."""
-    steps_of = {backend: training_step_fn(backend, device) for backend in ("manual", "native")}
+    return interleaved_steps(device, rounds, steps)["ratio"]
+
+
+def interleaved_steps(device, rounds=15, steps=20, sizes=SIZES, **adam):
+    """{"manual_us", "native_us": the median µs a step, "ratio": the median of the rounds' ratios} of the training
+    step of the `sizes` MLP (interleaved_step_ratio; `adam`: torch.optim.Adam's flags, e.g. fused=True)."""
+    steps_of = {backend: training_step_fn(backend, device, sizes, **adam) for backend in ("manual", "native")}
     for step in steps_of.values():  # the optimizer's state made, the caches warm
         for _ in range(5):
             step()
-    ratios = []
+    ratios, per_step = [], {"manual": [], "native": []}
     for number in range(rounds):
         seconds = {}
         for backend in (("manual", "native") if number % 2 else ("native", "manual")):
@@ -180,8 +187,10 @@ def interleaved_step_ratio(device, rounds=15, steps=20):
                 steps_of[backend]()
             synchronize(device)
             seconds[backend] = time.perf_counter() - start
+            per_step[backend].append(seconds[backend] / steps * 1e6)
         ratios.append(seconds["manual"] / seconds["native"])
-    return statistics.median(ratios)
+    return {"manual_us": statistics.median(per_step["manual"]), "native_us": statistics.median(per_step["native"]),
+            "ratio": statistics.median(ratios)}
 
 
 def bench_training_step(device, repeats, min_run_time):
