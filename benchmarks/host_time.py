@@ -5,7 +5,8 @@
 With a tiny network (hidden [16]) a CPU step is nearly all host time (Python: Lightning's loop, the hooks, the
 layers' Functions, the optimizer), the part of a step that a GPU does not speed up. Every variant runs in a fresh
 process and times epochs 2 to 4 of four training epochs (no validation), keeping the fastest; rounds alternate the
-variants, and each figure is the minimum over the rounds (the least disturbed epoch). Variants:
+variants, and each figure is the minimum over the rounds (the least disturbed epoch); the last column is the median of
+each round's own ratio to thin instead. Variants:
 
 - thin: a LightningModule as in Lightning's examples: torch.nn layers, automatic optimization, the loss returned,
   fused Adam, on the same on-device batches (models.data.MNISTDataModule), no callbacks, no logger.
@@ -204,13 +205,19 @@ def main(argv=None):
             seconds[name].append(epoch_seconds(args.data_dir, variant, args.hidden, args.device, extra, tree))
             print(f"round {number + 1} {name}: {seconds[name][-1]:.3f} s", file=sys.stderr, flush=True)
     best = {name: min(values) for name, values in seconds.items()}
+    # NOTE: each round's variants run within a minute or two of each other, so a round's own ratio moves less with
+    # the VM's speed than the ratio of the minima
+    per_round = {name: statistics.median(value / thin for value, thin in zip(values, seconds["thin"]))
+                 for name, values in seconds.items()} if "thin" in seconds else {}
     reference = best.get("train.py")
-    print(f"\n{args.device} host time of a training step, hidden {args.hidden}, min of {args.rounds} fresh processes:")
-    print(f"{'variant':<42}{'epoch s':>9}{'ms/step':>9}{'vs thin':>9}{'saved ms/step':>15}")
+    print(f"\n{args.device} host time of a training step, hidden {args.hidden}, min of {args.rounds} fresh processes "
+          f"(last column: the median of the rounds' own ratios to thin):")
+    print(f"{'variant':<42}{'epoch s':>9}{'ms/step':>9}{'vs thin':>9}{'saved ms/step':>15}{'round ratio':>13}")
     for name, value in best.items():
         vs_thin = f"{value / best['thin']:.2f}" if "thin" in best else ""
+        round_ratio = f"{per_round[name]:.2f}" if name in per_round else ""
         saved = f"{(reference - value) / STEPS * 1e3:.3f}" if reference and name.startswith("train.py ") else ""
-        print(f"{name:<42}{value:>9.3f}{value / STEPS * 1e3:>9.3f}{vs_thin:>9}{saved:>15}")
+        print(f"{name:<42}{value:>9.3f}{value / STEPS * 1e3:>9.3f}{vs_thin:>9}{saved:>15}{round_ratio:>13}")
     layers = layers_step(args.hidden, args.device)
     print(f"\nthe layers' share, in this one process: a training step of the same MLP without Lightning (forward, "
           f"loss, backward, fused Adam), {layers['manual_us']:.0f} µs with manual_bp's layers against "
