@@ -33,7 +33,7 @@ from typing import Optional
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -45,7 +45,7 @@ from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeEr
                         hpc_checkpoint, resume_checkpoint, resume_command, resume_command_for, train_py)
 from models.callback_group import CallbackGroup
 from models.callbacks import GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport
-from models.checkpoints import CheckpointWriteError, FollowMovedRunFolder
+from models.checkpoints import CachedKeyModelCheckpoint, CheckpointWriteError, FollowMovedRunFolder
 from models.console import EpochProgressBar, EpochSummary, LayerTable
 from models.data import DataSplitError
 from models.idx import DataFileError, DataNotFoundError
@@ -95,14 +95,14 @@ class ManualBPCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser):
         # best-epochNN.ckpt by validation accuracy (for testing), and last.ckpt beside each new best ...
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(CachedKeyModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "acc/val", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,
                              "checkpoint.enable_version_counter": False})
         # ... and last.ckpt every N training steps too, so a run killed outright (kill -9, power lost) loses at most
         # N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an epoch of the default run: a
         # write takes 10–13 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of several steps
-        parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
+        parser.add_lightning_class_args(CachedKeyModelCheckpoint, "resume_checkpoint")
         parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 500,
                              "resume_checkpoint.enable_version_counter": False})
         # every checkpoint written beside its final name, fsynced, then renamed onto it: never a torn file

@@ -10,17 +10,19 @@ import inspect
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import (BasePredictionWriter, BatchSizeFinder, Checkpoint, EarlyStopping,
-                                         LearningRateFinder, ModelSummary, ProgressBar, Timer)
-from pytorch_lightning.cli import SaveConfigCallback
+                                         LearningRateFinder, ProgressBar, Timer)
 
 # the hooks a member may override (all of pl.Callback's but setup and the checkpoint state, which the group calls
 # itself)
 HOOKS = tuple(name for name, value in vars(pl.Callback).items()
               if inspect.isfunction(value) and (name.startswith("on_") or name == "teardown")
               and name not in ("on_save_checkpoint", "on_load_checkpoint"))
-# callbacks Lightning looks up by their type in trainer.callbacks: left where they are
-FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, ModelSummary, Timer, BasePredictionWriter, BatchSizeFinder,
-                 LearningRateFinder, SaveConfigCallback)
+# callbacks Lightning looks up by their type in trainer.callbacks while it trains: left where they are. NOTE: not
+# ModelSummary, which Lightning looks for only while it makes the Trainer (to add its own): train.py groups the
+# callbacks of a Trainer already made, so its model summary and LightningCLI's SaveConfigCallback, which act once (at
+# the fit's start, in setup), do not cost every step a round of Lightning's hook calls
+FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, Timer, BasePredictionWriter, BatchSizeFinder,
+                 LearningRateFinder)
 
 
 def overrides(callback, hook):
@@ -42,8 +44,8 @@ class CallbackGroup(pl.Callback):
 
     @classmethod
     def around(cls, callbacks):
-        """`callbacks` with every one that Lightning does not look up by type gathered into one group, at the place
-        of the first of them."""
+        """`callbacks` with every one that Lightning does not look up by type while it trains gathered into one
+        group, at the place of the first of them: a made Trainer's callbacks (see FOUND_BY_TYPE)."""
         members = [callback for callback in callbacks if not isinstance(callback, FOUND_BY_TYPE + (cls,))]
         if len(members) < 2:
             return list(callbacks)

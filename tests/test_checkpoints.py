@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from cli.resume import train_py
-from models.checkpoints import AtomicCheckpointIO
+from models.checkpoints import AtomicCheckpointIO, CachedKeyModelCheckpoint
 from tests.helpers import ROOT, at_step, cli_args
 from train import cli_main
 
@@ -191,3 +192,15 @@ def test_kill_9_before_the_first_checkpoint_then_resume_says_start_again(mnist_s
     assert done.stderr == (f"error: no checkpoint at {last}; {last.parent} holds no good checkpoint (the run "
                            "stopped before writing one?): start it again without --ckpt_path\n")
     assert all_files(tmp_path) == before  # no version_1, nothing written
+
+
+@pytest.mark.parametrize("settings", [
+    {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}"},  # train.py's two
+    {"filename": "last", "every_n_train_steps": 500},
+])
+def test_a_cached_key_checkpoint_keeps_its_state_under_lightnings_key(settings):
+    ours = CachedKeyModelCheckpoint(**settings)
+    # Lightning's key for the same settings (so a checkpoint written with either class restores into the other),
+    # formed once
+    assert ours.state_key == ModelCheckpoint(**settings).state_key
+    assert ours.state_key is ours.state_key
