@@ -15,13 +15,13 @@ import torch
 from manual_bp import _checks
 from manual_bp.autograd import Function
 from manual_bp.ops.nll_loss import (
+    ClassIndicesCheckedByTorch,
     check_class_indices,
     check_class_loss,
     check_class_weight,
     check_ignore_index,
     check_index_target,
     class_dim,
-    class_indices_checked_by_torch,
     counted_targets,
     counted_total,
     index_shape,
@@ -67,7 +67,7 @@ class CrossEntropyLossFunction(Function):
         classes = input.shape[dim]
         log_probs = torch.log_softmax(input, dim)  # (N, C, d1, ..., dK); NOTE: torch's kernel (module docstring)
         if label_smoothing == 0:
-            with class_indices_checked_by_torch(target, classes, ignore_index):  # NOTE: torch's kernel (docstring)
+            with ClassIndicesCheckedByTorch(target, classes, ignore_index):  # NOTE: torch's kernel (docstring)
                 # L = Σ_i −w_{y_i}·log p_i[y_i] (/ Σ_i w_{y_i} for "mean"), ignored targets left out:
                 # (N, C, d1, ..., dK) and (N, d1, ..., dK) -> () or, for "none", (N, d1, ..., dK)
                 return torch.nn.functional.nll_loss(log_probs, target, weight, ignore_index=ignore_index,
