@@ -33,8 +33,8 @@ class Without(pl.Callback):
     def __init__(self, names: list = ()):
         self.names = set(names)
 
-    def named(self, callback):
-        return type(callback).__name__ in self.names
+    def named(self, callback):  # NOTE: a subclass too (ModelCheckpoint names train.py's CachedKeyModelCheckpoint)
+        return any(kind.__name__ in self.names for kind in type(callback).__mro__)
 
     def setup(self, trainer, pl_module, stage):
         trainer.callbacks[:] = [callback for callback in trainer.callbacks if not self.named(callback)]

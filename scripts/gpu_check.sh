@@ -102,7 +102,7 @@ stage host "host time of a step on CUDA (default network): train.py against a th
     # NOTE: 20-35 s a variant (a fresh process: imports, CUDA, the capture, 4 epochs)
     limited "$OUT/host.log" $PYTHON -m benchmarks.host_time --data_dir "$MNIST_DIR" --device cuda --hidden "[800]" \
         --rounds 1 --only thin train.py "train.py without ModelCheckpoint" "train.py without all of them"
-    grep -E "^(round|thin|train\.py|variant)" "$OUT/host.log"
+    grep -E "^(round|thin|train\.py|variant|the layers)" "$OUT/host.log"
 }
 
 stage hooks "host time of train.py's callback hooks on CUDA (default network), one run" 40 && {
