@@ -16,13 +16,13 @@ each round's own ratio to thin instead. Variants:
 - train.py, native layers: `--model.backend native` (the step path without the handwritten Functions).
 - before: train.py: train.py in another tree (--baseline, e.g. an older commit: `git worktree add .baseline <commit>`),
   which must have benchmarks.run.train_py_epoch and benchmarks.timing.EpochTimer.
+Last, in the benchmark's own process, the same MLP's training step without Lightning with manual_bp's layers against
+torch.nn's (interleaved rounds): the handwritten layers' part of the gap, free of the processes' noise.
 `--hooks` instead times, inside one train.py run of 3 epochs, every per-step hook of each callback in train.py's
 CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
 processes, but not Lightning's own cost of calling a hook; and what each call of LightningModule.log costs.
-`--callbacks` measures that cost: what callbacks that override no hook (listed, or as one CallbackGroup) and train.py's
-two ModelCheckpoints add to the thin module's step, each set taken out and put back every 10 steps of one fit.
-Last, in the benchmark's own process, the same MLP's training step without Lightning with manual_bp's layers against
-torch.nn's (interleaved rounds): the handwritten layers' part of the gap, free of the processes' noise.
+`--callbacks` measures that cost (benchmarks/callback_cost.py): what callbacks that override no hook (listed, or as
+one CallbackGroup) and train.py's two checkpoints add to the thin module's step.
 `--device cuda` runs the same on a GPU, where a step is host time too: the kernels of a small MLP take less time
 than their launches.
 """
@@ -32,7 +32,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,73 +146,6 @@ def thin_epoch(data_dir, hidden, device="cpu", callbacks=(), epochs=4):
     return min(EpochTimer.seconds[1:])
 
 
-def callback_costs(data_dir, hidden, device="cpu", window=10):
-    """{callbacks added: µs a step they cost} to the thin module's step: what Lightning's calls of a callback's hooks
-    cost a step, and what train.py's two ModelCheckpoints cost.
-
-    Each set of callbacks is added to one fit of 3 epochs, and taken out of `trainer.callbacks` and put back every
-    `window` steps (AlternateCallbacks): the cost is the median window with them less the median window without, so
-    the two sides are timed milliseconds apart, whatever the VM's speed does in between.
-    """
-    import tempfile
-
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from models.callback_group import CallbackGroup
-    from models.checkpoints import CachedKeyModelCheckpoint
-
-    def train_py_checkpoints(kind, folder):  # NOTE: train.py's two, with its settings (configs: --checkpoint.*, ...)
-        return [kind(dirpath=folder, monitor="acc/val", mode="max", save_last=True, filename="best-epoch{epoch:02d}",
-                     auto_insert_metric_name=False, enable_version_counter=False),
-                kind(dirpath=folder, filename="last", every_n_train_steps=500, enable_version_counter=False)]
-
-    made = {
-        "4 callbacks that override no hook": lambda folder: [pl.Callback() for _ in range(4)],
-        "the same 4 as one CallbackGroup": lambda folder: [CallbackGroup([pl.Callback() for _ in range(4)])],
-        "train.py's two checkpoints, as ModelCheckpoint": lambda folder: train_py_checkpoints(ModelCheckpoint, folder),
-        "the same two as CachedKeyModelCheckpoint": lambda folder: train_py_checkpoints(CachedKeyModelCheckpoint,
-                                                                                        folder),
-    }
-    costs = {}
-    for name, make in made.items():
-        with tempfile.TemporaryDirectory() as folder:
-            extra = make(folder)
-            alternate = AlternateCallbacks(extra, window)
-            thin_epoch(data_dir, hidden, device, [*extra, alternate], epochs=3)
-        costs[name] = alternate.cost_per_step() * 1e6
-    return costs
-
-
-class AlternateCallbacks:
-    """A callback (made one in `__new__`, so that this module needs no Lightning import) that takes `extra` out of
-    the trainer's callbacks every other `window` steps, and times each window of steps with and without them."""
-
-    def __new__(cls, extra, window):
-        import pytorch_lightning as pl
-
-        class Alternate(pl.Callback):
-            def __init__(self):
-                self.windows, self.start, self.present = {True: [], False: []}, None, True
-
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.global_step % window:
-                    return
-                now = time.perf_counter()
-                if self.start is not None:
-                    self.windows[self.present].append(now - self.start)
-                self.present = (trainer.global_step // window) % 2 == 1
-                # NOTE: a new list: Lightning is iterating over the old one right now
-                kept = [callback for callback in trainer.callbacks if not any(callback is e for e in extra)]
-                trainer.callbacks = kept + list(extra) if self.present else kept
-                self.start = time.perf_counter()
-
-            def cost_per_step(self):
-                return (statistics.median(self.windows[True]) - statistics.median(self.windows[False])) / window
-
-        return Alternate()
-
-
 def variants():
     """{name: (variant, train.py arguments)}."""
     out = {"thin": ("thin", []), "train.py": ("train", [])}
@@ -269,6 +201,8 @@ def main(argv=None):
             print(f"LightningModule.log: {len(log_calls)} calls, median {statistics.median(log_calls):.0f} µs a call")
         return times
     if args.callbacks:
+        from benchmarks.callback_cost import callback_costs
+
         costs = callback_costs(args.data_dir, args.hidden, args.device)
         print(f"\n{args.device} host time the callbacks below add to a step of the thin module, hidden {args.hidden} "
               f"(windows of steps with and without them, alternating, in one fit each):")

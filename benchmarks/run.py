@@ -124,8 +124,7 @@ def bench_memory(device):
 
 
 def step_parts(backend, device, sizes=SIZES, **adam):
-    """The benchmarked MLP (layer sizes `sizes`), its Adam and one fixed batch, from the same seed for every variant.
-    """
+    """The benchmarked MLP (layer sizes `sizes`), its Adam and one batch, from the same seed for every variant."""
     torch.manual_seed(0)
     net = build_mlp(sizes[0], sizes[1:-1], sizes[-1], "relu", backend).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, **adam)

@@ -18,9 +18,11 @@ HOOKS = tuple(name for name, value in vars(pl.Callback).items()
               if inspect.isfunction(value) and (name.startswith("on_") or name == "teardown")
               and name not in ("on_save_checkpoint", "on_load_checkpoint"))
 # callbacks Lightning looks up by their type in trainer.callbacks while it trains: left where they are. NOTE: not
-# ModelSummary, which Lightning looks for only while it makes the Trainer (to add its own): train.py groups the
-# callbacks of a Trainer already made, so its model summary and LightningCLI's SaveConfigCallback, which act once (at
-# the fit's start, in setup), do not cost every step a round of Lightning's hook calls
+# ModelSummary, which Lightning looks for while it makes the Trainer (to add its own), and otherwise only to let a
+# model's `configure_callbacks` replace a trainer callback of its type (no model here has one; a grouped member is
+# not replaced but joined): train.py groups the callbacks of a Trainer already made, so its model summary and
+# LightningCLI's SaveConfigCallback, which act once (at the fit's start, in setup), do not cost every step a round of
+# Lightning's hook calls
 FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar, Timer, BasePredictionWriter, BatchSizeFinder,
                  LearningRateFinder)
 

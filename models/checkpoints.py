@@ -4,6 +4,7 @@
 below load with `weights_only=True` (no code in a file runs) and turn a damaged file into one clear error.
 """
 import errno
+import functools
 import io
 import os
 import shutil
@@ -136,21 +137,20 @@ class CachedKeyModelCheckpoint(ModelCheckpoint):
 
     Only its `state_key` (the name its state is saved under in a checkpoint) is formed once, not on every call.
     NOTE: Lightning reads a callback's state_key on every call of every hook (for the profiler's label), six or more
-    times a training step, and ModelCheckpoint's is the repr of a dict of its settings: two of them cost a host-bound
-    step 30–40 µs, half of what they cost in all (`python -m benchmarks.host_time --callbacks`). The settings in the
-    key (monitor, mode, the step, epoch and time intervals) are fixed when it is made. The key is the one Lightning
-    forms for a ModelCheckpoint of the same settings, under ModelCheckpoint's own name, so that a checkpoint written
-    with either class restores into the other.
+    times a training step, and ModelCheckpoint's is the repr of a dict of its settings: train.py's two cost a
+    host-bound step 57–94 µs as ModelCheckpoint and 44–49 µs as this class, in three runs whose other rows moved
+    by up to 40 µs (`python -m benchmarks.host_time --callbacks`). The settings in the key (monitor, mode, the
+    step, epoch and time intervals) are fixed when it is made. The key is the one Lightning forms for a
+    ModelCheckpoint of the same settings, under ModelCheckpoint's own name, so that a checkpoint written with either
+    class restores into the other. A model whose `configure_callbacks` returns Lightning's ModelCheckpoint adds it
+    beside this one rather than replacing it (Lightning replaces a trainer's callback only by one of its class or a
+    subclass).
     """
 
-    @property
+    @functools.cached_property
     def state_key(self):
-        key = self.__dict__.get("_cached_state_key")
-        if key is None:
-            # "<class name>{settings}", with ModelCheckpoint's name
-            key = ModelCheckpoint.__qualname__ + super().state_key.removeprefix(type(self).__qualname__)
-            self._cached_state_key = key
-        return key
+        # "<class name>{settings}", with ModelCheckpoint's name
+        return ModelCheckpoint.__qualname__ + super().state_key.removeprefix(type(self).__qualname__)
 
 
 class FollowMovedRunFolder(pl.Callback):

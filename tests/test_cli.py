@@ -140,10 +140,10 @@ def test_the_saved_config_leaves_the_progress_bar_to_the_run_that_reads_it(mnist
     assert "it/s" not in "".join(capsys.readouterr())
 
 
-def test_lightning_calls_the_hooks_of_three_callbacks_a_step(mnist_slice, tmp_path, capsys):
+def test_lightning_calls_the_hooks_of_three_callbacks_a_step(mnist_slice, tmp_path):
     # NOTE: Lightning calls six hooks of every callback it holds on every step (models/callback_group.py): the model
     # summary and LightningCLI's config writer, which act once, are members of the group, and only the checkpoints,
-    # which Lightning looks up by type, stay beside it
+    # which Lightning looks up by type, stay beside it (the summary's lines: tests/test_console.py)
     cli = cli_main(cli_args(mnist_slice, tmp_path, "--data.train_subset", "320", "--trainer.max_epochs", "1"))
     group, *rest = cli.trainer.callbacks
     assert [type(callback).__name__ for callback in rest] == ["CachedKeyModelCheckpoint"] * 2

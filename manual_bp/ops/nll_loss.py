@@ -64,8 +64,8 @@ class ClassIndicesCheckedByTorch:
 
     NOTE: matched by torch's wording, "out of bounds" ("index 5 is out of bounds for dimension 1 with size 3" from
     gather, "Target 5 is out of bounds." from nll_loss), which tells it from other failures; tests/test_bad_input.py
-    would see it change. A class, not a contextlib.contextmanager: it is entered on every forward, and a generator's
-    context cost a host-bound training step on the CPU 10–20 µs more (the two forwards side by side in one process).
+    would see it change. A class, not a contextlib.contextmanager: it is entered on every forward of the two losses,
+    and a generator's context (a generator, its object, StopIteration at the end) costs the host more.
     """
 
     def __init__(self, target, classes, ignore_index):
