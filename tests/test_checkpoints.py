@@ -194,9 +194,9 @@ def test_kill_9_before_the_first_checkpoint_then_resume_says_start_again(mnist_s
     assert all_files(tmp_path) == before  # no version_1, nothing written
 
 
-@pytest.mark.parametrize("settings", [
-    {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}"},  # train.py's two,
-    {"filename": "last", "every_n_train_steps": 500},  # with the settings that form the key
+@pytest.mark.parametrize("settings", [  # train.py's two checkpoints, with the settings that form the key
+    {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}"},
+    {"filename": "last", "every_n_train_steps": 500},
 ])
 def test_a_cached_key_checkpoint_keeps_its_state_under_lightnings_key(settings):
     ours = CachedKeyModelCheckpoint(**settings)
