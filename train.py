@@ -75,6 +75,16 @@ logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "S
 # what only TensorBoard shows, or what would be written into a run folder: left out of a run without a logger
 NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
                   SaveConfigCallback)
+# The two checkpoints' defaults (--checkpoint.*, --resume_checkpoint.*): best-epochNN.ckpt by validation accuracy (for
+# testing), and last.ckpt beside each new best ... and last.ckpt every N training steps too, so a run killed outright
+# (kill -9, power lost) loses at most N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an
+# epoch of the default run: a write takes 10–13 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of
+# several steps
+CHECKPOINTS = {
+    "checkpoint": {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}",
+                   "auto_insert_metric_name": False, "enable_version_counter": False},
+    "resume_checkpoint": {"filename": "last", "every_n_train_steps": 500, "enable_version_counter": False},
+}
 
 
 class ManualBPCLI(LightningCLI):
@@ -94,17 +104,9 @@ class ManualBPCLI(LightningCLI):
         super().__init__(*args, run=run, **kwargs)
 
     def add_arguments_to_parser(self, parser):
-        # best-epochNN.ckpt by validation accuracy (for testing), and last.ckpt beside each new best ...
-        parser.add_lightning_class_args(CachedKeyModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "acc/val", "checkpoint.mode": "max", "checkpoint.save_last": True,
-                             "checkpoint.filename": "best-epoch{epoch:02d}", "checkpoint.auto_insert_metric_name": False,
-                             "checkpoint.enable_version_counter": False})
-        # ... and last.ckpt every N training steps too, so a run killed outright (kill -9, power lost) loses at most
-        # N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an epoch of the default run: a
-        # write takes 10–13 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of several steps
-        parser.add_lightning_class_args(CachedKeyModelCheckpoint, "resume_checkpoint")
-        parser.set_defaults({"resume_checkpoint.filename": "last", "resume_checkpoint.every_n_train_steps": 500,
-                             "resume_checkpoint.enable_version_counter": False})
+        for section, settings in CHECKPOINTS.items():  # best-epochNN.ckpt and last.ckpt (CHECKPOINTS)
+            parser.add_lightning_class_args(CachedKeyModelCheckpoint, section)
+            parser.set_defaults({f"{section}.{name}": value for name, value in settings.items()})
         # every checkpoint written beside its final name, fsynced, then renamed onto it: never a torn file
         parser.set_defaults({"trainer.plugins": [{"class_path": "models.checkpoints.AtomicCheckpointIO"}]})
         parser.add_lightning_class_args(RandomState, "random_state")

@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from benchmarks.host_time import thin_epoch
 from models.callback_group import CallbackGroup
 from models.checkpoints import CachedKeyModelCheckpoint
+from train import CHECKPOINTS
 
 
 class Alternate(pl.Callback):
@@ -43,10 +44,8 @@ class Alternate(pl.Callback):
 
 
 def train_py_checkpoints(kind, folder):
-    """train.py's two checkpoints (configs: --checkpoint.*, --resume_checkpoint.*), as class `kind`, in `folder`."""
-    return [kind(dirpath=folder, monitor="acc/val", mode="max", save_last=True, filename="best-epoch{epoch:02d}",
-                 auto_insert_metric_name=False, enable_version_counter=False),
-            kind(dirpath=folder, filename="last", every_n_train_steps=500, enable_version_counter=False)]
+    """train.py's two checkpoints, with its settings (train.CHECKPOINTS), as class `kind`, in `folder`."""
+    return [kind(dirpath=folder, **settings) for settings in CHECKPOINTS.values()]
 
 
 SETS = {

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from cli.resume import train_py
 from models.checkpoints import AtomicCheckpointIO, CachedKeyModelCheckpoint
 from tests.helpers import ROOT, at_step, cli_args
-from train import cli_main
+from train import CHECKPOINTS, cli_main
 
 
 
@@ -194,10 +194,7 @@ def test_kill_9_before_the_first_checkpoint_then_resume_says_start_again(mnist_s
     assert all_files(tmp_path) == before  # no version_1, nothing written
 
 
-@pytest.mark.parametrize("settings", [  # train.py's two checkpoints, with the settings that form the key
-    {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}"},
-    {"filename": "last", "every_n_train_steps": 500},
-])
+@pytest.mark.parametrize("settings", CHECKPOINTS.values(), ids=CHECKPOINTS)  # train.py's two checkpoints
 def test_a_cached_key_checkpoint_keeps_its_state_under_lightnings_key(settings):
     ours = CachedKeyModelCheckpoint(**settings)
     # Lightning's key for the same settings (so a checkpoint written with either class restores into the other),
