@@ -117,25 +117,27 @@ class CrossEntropyLossFunction(Function):
         grad_input = None
         if ctx.needs_input_grad[0]:
             dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
-            counted, safe_target, target_weight = counted_targets(target, weight, ctx.ignore_index)
+            # NOTE: every per-sample tensor is taken as (N, 1, d1, ..., dK), which broadcasts along the classes and is
+            # the shape scatter_add_ wants: one view of the targets instead of one of each per-sample result
+            counted, target_index, target_weight = counted_targets(target.unsqueeze(dim), weight, ctx.ignore_index)
             # NOTE: divided by Σ w_{y_i} as it is, as in nll_loss.py (every weight 0: NaN; every target ignored: 0)
             count = counted_total(counted, target_weight) if ctx.reduction == "mean" else 1
-            scale = only_counted(counted, upstream_scale(grad_output, ctx.reduction, count))  # ∂L/∂ℓ_i: (N, ...)
+            upstream = upstream_scale(sample_view(grad_output, dim), ctx.reduction, count)
+            scale = only_counted(counted, upstream)  # ∂L/∂ℓ_i: (N, 1, d1, ..., dK)
             probs = log_softmax_in_backward(input, log_probs, dim).exp()  # softmax(Z): (N, C, d1, ..., dK)
-            nll_scale = sample_view(scale if weight is None else scale * target_weight, dim)  # w_{y_i}·∂L/∂ℓ_i
+            nll_scale = scale if weight is None else scale * target_weight  # w_{y_i}·∂L/∂ℓ_i
             # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ: the softmax term everywhere, then −∂L/∂ℓ_i added at class y_i
             # NOTE: scatter_add_ subtracts at the target class in place of building onehot(Y) (arange, compare, cast,
             # subtract: four full-size passes); mathematically the same (p·s − s at the target, rounded as torch's
             # log-softmax backward rounds it). In place on a product, which autograd does not save.
-            grad_input = probs * nll_scale  # (N, C, d1, ..., dK) ⊙ (N, 1, d1, ..., dK) or () -> (N, C, d1, ..., dK)
-            target_index = safe_target.unsqueeze(dim)  # (N, 1, d1, ..., dK)
-            grad_input.scatter_add_(dim, target_index, (-nll_scale).expand(target_index.shape))
+            grad_input = probs * nll_scale  # (N, C, d1, ..., dK) ⊙ (N, 1, d1, ..., dK) -> (N, C, d1, ..., dK)
+            grad_input.scatter_add_(dim, target_index, -nll_scale)
             if smoothing > 0:
                 if weight is None:
                     uniform = probs * input.shape[dim] - 1  # (Σ_c 1)·p − 1
                 else:
                     uniform = probs * weight.sum() - class_view(weight, input, dim)  # (Σ_c w_c)·p − w
-                smooth = uniform * sample_view(scale, dim)
+                smooth = uniform * scale
                 grad_input = (1 - smoothing) * grad_input + smoothing / input.shape[dim] * smooth
         return grad_input, None, None, None, None, None
 
