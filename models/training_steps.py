@@ -154,10 +154,11 @@ class TrainingSteps(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # NOTE: global_step counts the optimizer steps done: it moved on this batch unless the batch only accumulated
-        # a gradient; step is the one done last
-        stepped, self.steps_seen = trainer.global_step != self.steps_seen, trainer.global_step
-        last = trainer.is_last_batch or trainer.global_step == trainer.max_steps  # the epoch's last step
-        step = trainer.global_step - 1
+        # a gradient; step is the one done last. Read once: it is a chain of properties through Lightning's loops.
+        global_step = trainer.global_step
+        stepped, self.steps_seen = global_step != self.steps_seen, global_step
+        last = trainer.is_last_batch or global_step == trainer.max_steps  # the epoch's last step
+        step = global_step - 1
         log_step = stepped and on_interval(step, trainer.log_every_n_steps)
         if self.flagged_steps is not None and (last or log_step):
             self._raise_if_flagged(trainer, pl_module)
