@@ -21,8 +21,7 @@ call passes every argument positionally and no torch.func transform is active: i
 (keyword or missing arguments, vmap / grad / jacrev) goes through torch's apply; torch.compile traces the op in its
 setup_context form either way. The twin has the op's name, so `grad_fn` reads `ReLUFunctionBackward` on both paths.
 
-Also here: `overwrite`, the `out=` a backward may give the op that consumes its own temporary, `backward_is_recorded`
-and `upcast`.
+Also here: `overwrite`, the `out=` a backward may give the op that consumes its own temporary, and `upcast`.
 """
 import inspect
 
@@ -82,14 +81,9 @@ def overwrite(temporary):
     create_graph=True, where autograd refuses `out=` and may have saved the temporary for the second derivative, nor
     under vmap / grad / jacrev, whose batching rules need each op's functional form.
     """
-    return None if backward_is_recorded() else temporary
-
-
-def backward_is_recorded():
-    """Whether the backward running now is itself recorded: a second derivative (create_graph=True), or a torch.func
-    transform, which may differentiate it again (jacrev of grad). Then what backward computes must be a function of
-    tensors connected to the graph, and written out of place."""
-    return torch.is_grad_enabled() or torch._C._are_functorch_transforms_active()
+    if torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        return None
+    return temporary
 
 
 def upcast(tensor):

@@ -9,11 +9,18 @@ the loss is kept bit for bit equal to torch's own cross_entropy. The values are 
 (z − max z) − log Σ e^(z − max z) either way. Without label smoothing the picking of −log p_i[y_i] is torch's
 nll_loss kernel too (nll_loss.py writes it out): one kernel where the indexing and masking take eleven small ones,
 which at 128 x 10 cost more than the arithmetic. Only the backward is handwritten here.
+
+NOTE: each Function's forward returns A = log softmax(Z) beside the loss (the functional returns the loss), the way
+torch's docs save an intermediate with setup_context: backward reads softmax(Z) = e^A, as torch's own backward does,
+instead of computing softmax again (with 10 classes torch.softmax takes a slow path on the CPU: ~25 µs at 128 x 10,
+against 3.5 µs at 128 x 16 and ~1 µs for e^A). A saved output stays connected to the graph through its Function, so a
+second derivative through backward's e^A comes back as a gradient of A, the only one A ever gets
+(add_log_probs_grad); without materialised gradients an unused output's gradient is None, not a tensor of zeros.
 """
 import torch
 
 from manual_bp import _checks
-from manual_bp.autograd import Function, backward_is_recorded
+from manual_bp.autograd import Function
 from manual_bp.ops.nll_loss import (
     ClassIndicesCheckedByTorch,
     check_class_indices,
@@ -42,22 +49,13 @@ def sample_view(per_sample, dim):
     return per_sample.unsqueeze(dim) if per_sample.dim() > 0 else per_sample
 
 
-def save_log_probs(ctx, output):
-    """setup_context's part for a forward that returns (loss, log softmax(Z)): the log-probabilities are an output
-    only so that backward can read them (torch's documented way to save an intermediate), with no gradient of their
-    own (backward receives zeros for them, and ignores them)."""
-    ctx.mark_non_differentiable(output[1])
-
-
-def log_softmax_in_backward(input, saved_log_probs, dim):
-    """log softmax(Z) for backward: the forward's, saved, or, where the backward is itself differentiated, computed
-    from Z again (the saved log-probabilities are not connected to the graph). softmax(Z) is then its exponential, as
-    torch's own log_softmax backward takes it.
-
-    NOTE: speed. With a class dimension of 10 torch.softmax and log_softmax take a slow path on the CPU (~25 µs at
-    128 × 10, against 3.5 µs at 128 × 16); e^A is one pass (~1 µs).
-    """
-    return torch.log_softmax(input, dim) if backward_is_recorded() else saved_log_probs
+def add_log_probs_grad(grad_input, grad_log_probs, log_probs, dim):
+    """∂L/∂Z plus what reaches Z through the output A = log softmax(Z): ∂L/∂A − softmax(Z)·Σ_c ∂L/∂A (log_softmax's
+    derivative, softmax.py). Either may be None (no gradient)."""
+    if grad_log_probs is None:
+        return grad_input
+    through_log_probs = grad_log_probs - log_probs.exp() * grad_log_probs.sum(dim, keepdim=True)
+    return through_log_probs if grad_input is None else grad_input + through_log_probs
 
 
 def sample_count(input, classes):
@@ -76,7 +74,7 @@ class CrossEntropyLossFunction(Function):
         ∂ℓ_i/∂z_i = [y_i counted]·((1 − ε)·w_{y_i}·(p_i − onehot(y_i)) + (ε/K)·((Σ_c w_c)·p_i − w)),
     which for w = 1 is softmax(z_i) − ((1 − ε)·onehot(y_i) + ε/K). "mean" divides by Σ_i [y_i counted]·w_{y_i}
     (the count of counted targets when w is None), for both terms, as torch. Class weights get no gradient
-    (torch's nll_loss is not differentiable in them). forward returns (L, log softmax(Z)); `cross_entropy` returns L.
+    (torch's nll_loss is not differentiable in them). forward returns (L, log softmax(Z)) (module docstring).
     """
 
     @staticmethod
@@ -107,16 +105,17 @@ class CrossEntropyLossFunction(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction, weight, ctx.ignore_index, ctx.label_smoothing = inputs
-        save_log_probs(ctx, output)
-        ctx.save_for_backward(input, target, weight, output[1])
+        _, target, ctx.reduction, weight, ctx.ignore_index, ctx.label_smoothing = inputs
+        ctx.set_materialize_grads(False)  # NOTE: no zeros for an unused output's gradient (module docstring)
+        ctx.save_for_backward(target, weight, output[1])  # output[1] = log softmax(Z)
 
     @staticmethod
-    def backward(ctx, grad_output, _):
-        input, target, weight, log_probs = ctx.saved_tensors
+    def backward(ctx, grad_output, grad_log_probs):
+        target, weight, log_probs = ctx.saved_tensors
         grad_input = None
-        if ctx.needs_input_grad[0]:
-            dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
+        dim = class_dim(log_probs.dim())
+        if ctx.needs_input_grad[0] and grad_output is not None:
+            smoothing, classes = ctx.label_smoothing, log_probs.shape[dim]
             # NOTE: every per-sample tensor is taken as (N, 1, d1, ..., dK), which broadcasts along the classes and is
             # the shape scatter_add_ wants: one view of the targets instead of one of each per-sample result
             counted, target_index, target_weight = counted_targets(target.unsqueeze(dim), weight, ctx.ignore_index)
@@ -124,7 +123,7 @@ class CrossEntropyLossFunction(Function):
             count = counted_total(counted, target_weight) if ctx.reduction == "mean" else 1
             upstream = upstream_scale(sample_view(grad_output, dim), ctx.reduction, count)
             scale = only_counted(counted, upstream)  # ∂L/∂ℓ_i: (N, 1, d1, ..., dK)
-            probs = log_softmax_in_backward(input, log_probs, dim).exp()  # softmax(Z): (N, C, d1, ..., dK)
+            probs = log_probs.exp()  # softmax(Z) = e^(log softmax Z): (N, C, d1, ..., dK)
             nll_scale = scale if weight is None else scale * target_weight  # w_{y_i}·∂L/∂ℓ_i
             # ∂L/∂Z = (softmax(Z) − onehot(Y)) ⊙ ∂L/∂ℓ: the softmax term everywhere, then −∂L/∂ℓ_i added at class y_i
             # NOTE: scatter_add_ subtracts at the target class in place of building onehot(Y) (arange, compare, cast,
@@ -134,11 +133,13 @@ class CrossEntropyLossFunction(Function):
             grad_input.scatter_add_(dim, target_index, -nll_scale)
             if smoothing > 0:
                 if weight is None:
-                    uniform = probs * input.shape[dim] - 1  # (Σ_c 1)·p − 1
+                    uniform = probs * classes - 1  # (Σ_c 1)·p − 1
                 else:
-                    uniform = probs * weight.sum() - class_view(weight, input, dim)  # (Σ_c w_c)·p − w
+                    uniform = probs * weight.sum() - class_view(weight, log_probs, dim)  # (Σ_c w_c)·p − w
                 smooth = uniform * scale
-                grad_input = (1 - smoothing) * grad_input + smoothing / input.shape[dim] * smooth
+                grad_input = (1 - smoothing) * grad_input + smoothing / classes * smooth
+        if ctx.needs_input_grad[0]:
+            grad_input = add_log_probs_grad(grad_input, grad_log_probs, log_probs, dim)
         return grad_input, None, None, None, None, None
 
 
@@ -150,7 +151,7 @@ class CrossEntropyProbsLossFunction(Function):
         ∂ℓ_i/∂t_ic = −(1 − ε)·w_c·log p_ic,   ∂ℓ_i/∂w_c = −((1 − ε)·t_ic + ε/K)·log p_ic.
 
     "mean" divides by the number of samples N·d1···dK, not by Σw (unlike class-index targets), as torch.
-    forward returns (L, log softmax(Z)); `cross_entropy` returns L.
+    forward returns (L, log softmax(Z)) (module docstring).
     """
 
     @staticmethod
@@ -167,29 +168,32 @@ class CrossEntropyProbsLossFunction(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, target, ctx.reduction, weight, ctx.label_smoothing = inputs
-        save_log_probs(ctx, output)
-        ctx.save_for_backward(input, target, weight, output[1])
+        _, target, ctx.reduction, weight, ctx.label_smoothing = inputs
+        ctx.set_materialize_grads(False)  # NOTE: no zeros for an unused output's gradient (module docstring)
+        ctx.save_for_backward(target, weight, output[1])  # output[1] = log softmax(Z)
 
     @staticmethod
-    def backward(ctx, grad_output, _):
-        input, target, weight, log_probs = ctx.saved_tensors
+    def backward(ctx, grad_output, grad_log_probs):
+        target, weight, log_probs = ctx.saved_tensors  # log_probs = log softmax(Z): (N, C, d1, ..., dK)
         grad_input = grad_target = grad_weight = None
-        dim, smoothing = class_dim(input.dim()), ctx.label_smoothing
-        classes = input.shape[dim]
-        log_probs = log_softmax_in_backward(input, log_probs, dim)  # (N, C, d1, ..., dK)
-        scale = sample_view(upstream_scale(grad_output, ctx.reduction, sample_count(input, classes)), dim)  # ∂L/∂ℓ_i
-        per_class = 1 if weight is None else class_view(weight, input, dim)  # w: (1, C, 1, ..., 1)
-        mixed = target if smoothing == 0 else target * (1 - smoothing) + smoothing / classes  # (1 − ε)t + ε/K
+        dim, smoothing = class_dim(log_probs.dim()), ctx.label_smoothing
+        if grad_output is not None:
+            classes = log_probs.shape[dim]
+            count = sample_count(log_probs, classes)
+            scale = sample_view(upstream_scale(grad_output, ctx.reduction, count), dim)  # ∂L/∂ℓ_i
+            per_class = 1 if weight is None else class_view(weight, log_probs, dim)  # w: (1, C, 1, ..., 1)
+            mixed = target if smoothing == 0 else target * (1 - smoothing) + smoothing / classes  # (1 − ε)t + ε/K
+            if ctx.needs_input_grad[0]:
+                q = mixed * per_class
+                # ∂ℓ/∂z = (Σ_c q_c)·softmax(z) − q, softmax(z) = e^(log softmax z)
+                grad_input = (q.sum(dim, keepdim=True) * log_probs.exp() - q) * scale
+            if ctx.needs_input_grad[1]:
+                grad_target = -(1 - smoothing) * per_class * log_probs * scale  # ∂ℓ/∂t_c = −(1 − ε)·w_c·log p_c
+            if ctx.needs_input_grad[3]:
+                per_element = -(mixed * log_probs * scale)  # ∂ℓ/∂w_c = −((1 − ε)t_c + ε/K)·log p_c
+                grad_weight = per_element.sum_to_size(per_class.shape).reshape(weight.shape)  # Σ over samples: (C,)
         if ctx.needs_input_grad[0]:
-            q = mixed * per_class
-            # ∂ℓ/∂z = (Σ_c q_c)·softmax(z) − q
-            grad_input = (q.sum(dim, keepdim=True) * log_probs.exp() - q) * scale
-        if ctx.needs_input_grad[1]:
-            grad_target = -(1 - smoothing) * per_class * log_probs * scale  # ∂ℓ/∂t_c = −(1 − ε)·w_c·log p_c
-        if ctx.needs_input_grad[3]:
-            per_element = -(mixed * log_probs * scale)  # ∂ℓ/∂w_c = −((1 − ε)t_c + ε/K)·log p_c
-            grad_weight = per_element.sum_to_size(per_class.shape).reshape(weight.shape)  # Σ over samples: (C,)
+            grad_input = add_log_probs_grad(grad_input, grad_log_probs, log_probs, dim)
         return grad_input, grad_target, None, grad_weight, None
 
 
