@@ -12,10 +12,11 @@ which at 128 x 10 cost more than the arithmetic. Only the backward is handwritte
 
 NOTE: each Function's forward returns A = log softmax(Z) beside the loss (the functional returns the loss), the way
 torch's docs save an intermediate with setup_context: backward reads softmax(Z) = e^A, as torch's own backward does,
-instead of computing softmax again (with 10 classes torch.softmax takes a slow path on the CPU: ~25 µs at 128 x 10,
-against 3.5 µs at 128 x 16 and ~1 µs for e^A). A saved output stays connected to the graph through its Function, so a
-second derivative through backward's e^A comes back as a gradient of A, the only one A ever gets
-(add_log_probs_grad); without materialised gradients an unused output's gradient is None, not a tensor of zeros.
+instead of computing softmax again (with 10 classes torch.softmax takes a slow path on the CPU: 13–25 µs at 128 x 10,
+against 3.2 µs at 128 x 16 and 0.9 µs for e^A; docs/benchmarks.md). A saved output stays connected to the graph
+through its Function, so a second derivative through backward's e^A comes back as a gradient of A, the only one A
+ever gets (add_log_probs_grad); without materialised gradients an unused output's gradient is None, not a tensor of
+zeros.
 """
 import torch
 
