@@ -64,7 +64,7 @@ EXERCISES = {exercise.name: exercise for exercise in (
     Exercise("softmax_cross_entropy", "SoftmaxCrossEntropy", F.cross_entropy, _float64(cross_entropy_inputs),
              ("logits", "target"), ((1, 3), (8, 5)),
              "manual_bp/ops/cross_entropy.py, CrossEntropyLossFunction.backward "
-             "(grad_log_probs: for second derivatives)"),
+             "(the grad_output part; grad_log_probs only serves second derivatives)"),
     Exercise("batch_norm", "BatchNorm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-5),
              _float64(normalization_inputs(None)), ("input", "weight", "bias"), ((4, 3), (16, 5)),
              "manual_bp/ops/batch_norm.py, BatchNormFunction.backward (and layer_norm.py, normalized_grad_input)"),
