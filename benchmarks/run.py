@@ -163,15 +163,10 @@ def step_without_lightning_fn(device):
     return step
 
 
-def interleaved_step_ratio(device, rounds=15, steps=20):
-    """Manual / native training step with both steps built once and timed in turns of `steps` steps, the order
-    swapped every round: the median of the rounds' ratios (each compares two stretches a few ms apart)."""
-    return interleaved_steps(device, rounds, steps)["ratio"]
-
-
 def interleaved_steps(device, rounds=15, steps=20, sizes=SIZES, **adam):
-    """{"manual_us", "native_us": the median µs a step, "ratio": the median of the rounds' ratios} of the training
-    step of the `sizes` MLP (interleaved_step_ratio; `adam`: torch.optim.Adam's flags, e.g. fused=True)."""
+    """Manual and native training step of the `sizes` MLP with both steps built once and timed in turns of `steps`
+    steps, the order swapped every round: {"manual_us", "native_us": the median µs a step, "ratio": the median of the
+    rounds' ratios (each compares two stretches a few ms apart)}. `adam`: torch.optim.Adam's flags, e.g. fused=True."""
     steps_of = {backend: training_step_fn(backend, device, sizes, **adam) for backend in ("manual", "native")}
     for step in steps_of.values():  # the optimizer's state made, the caches warm
         for _ in range(5):
@@ -203,7 +198,7 @@ def bench_training_step(device, repeats, min_run_time):
     matmul_step = best_median("a @ b", {"a": a, "b": b}, repeats, min_run_time)
     matmul_big = best_median("m @ m", {"m": big}, repeats, min_run_time)
     return {"manual_ms": manual_s * 1e3, "native_ms": native_s * 1e3, "ratio": ratio,
-            "ratio_interleaved": interleaved_step_ratio(device), "train_step_ms": train_step_s * 1e3,
+            "ratio_interleaved": interleaved_steps(device)["ratio"], "train_step_ms": train_step_s * 1e3,
             "achieved_gflops_manual": flops / manual_s / 1e9, "achieved_gflops_native": flops / native_s / 1e9,
             "matmul_gflops_128x784x800": 2 * BATCH * 784 * 800 / matmul_step / 1e9,
             "matmul_gflops_2048": 2 * 2048**3 / matmul_big / 1e9}
