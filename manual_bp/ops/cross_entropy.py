@@ -38,6 +38,7 @@ from manual_bp.ops.nll_loss import (
     pick_targets,
 )
 from manual_bp.ops.reduction import ReductionRepr, reduce_loss, upstream_scale
+from manual_bp.ops.softmax import log_softmax_grad
 
 
 def class_view(per_class, input, dim):
@@ -55,7 +56,7 @@ def add_log_probs_grad(grad_input, grad_log_probs, log_probs, dim):
     derivative, softmax.py). Either may be None (no gradient)."""
     if grad_log_probs is None:
         return grad_input
-    through_log_probs = grad_log_probs - log_probs.exp() * grad_log_probs.sum(dim, keepdim=True)
+    through_log_probs = log_softmax_grad(grad_log_probs, log_probs, dim)
     return through_log_probs if grad_input is None else grad_input + through_log_probs
 
 

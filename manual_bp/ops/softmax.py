@@ -61,9 +61,14 @@ class LogSoftmaxFunction(Function):
         (output,) = ctx.saved_tensors
         grad_input = None
         if ctx.needs_input_grad[0]:
-            # ∂L/∂Z = ∂L/∂A − softmax(Z) ⊙ Σ_dim ∂L/∂A
-            grad_input = grad_output - output.exp() * grad_output.sum(dim=ctx.dim, keepdim=True)
+            grad_input = log_softmax_grad(grad_output, output, ctx.dim)  # ∂L/∂Z = ∂L/∂A − softmax(Z) ⊙ Σ_dim ∂L/∂A
         return grad_input, None
+
+
+def log_softmax_grad(grad_output, output, dim):
+    """∂L/∂Z = ∂L/∂A − e^A ⊙ Σ_dim ∂L/∂A for A = log softmax(Z) along dim, from the output A (e^A = softmax(Z)):
+    LogSoftmaxFunction's backward, and cross_entropy's for its log-probabilities output."""
+    return grad_output - output.exp() * grad_output.sum(dim=dim, keepdim=True)
 
 
 def _softmax_dim(name, input, dim, stacklevel):
