@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from cli.resume import train_py
 from models.checkpoints import AtomicCheckpointIO, CachedKeyModelCheckpoint
-from tests.helpers import ROOT, at_step, cli_args
+from tests.helpers import ROOT, at_step, cli_args, fit
 from train import CHECKPOINTS, cli_main
 
 
@@ -201,3 +202,23 @@ def test_a_cached_key_checkpoint_keeps_its_state_under_lightnings_key(settings):
     # formed once
     assert ours.state_key == ModelCheckpoint(**settings).state_key
     assert ours.state_key is ours.state_key
+
+
+@pytest.mark.parametrize("settings", [
+    {"every_n_train_steps": 7},  # by steps
+    {"every_n_train_steps": 10, "monitor": "acc/val", "mode": "max"},  # by steps, a save deferred to validation
+    {"train_time_interval": timedelta(0)},  # by time
+    {"every_n_epochs": 1},  # by epochs: no save at a batch's end
+], ids=["steps", "steps-monitored", "time", "epochs"])
+def test_a_cached_key_checkpoint_saves_at_the_steps_modelcheckpoint_saves_at(mnist_slice, tmp_path, settings):
+    # the same seeded fit (40 steps an epoch, validation after each), once with each class: the same files, the
+    # same bookkeeping
+    saved = {}
+    for kind in (ModelCheckpoint, CachedKeyModelCheckpoint):
+        folder = tmp_path / kind.__name__
+        checkpoint = kind(dirpath=folder, filename="{epoch}-{step}", save_top_k=-1, **settings)
+        fit(mnist_slice, {"hidden_sizes": [16]}, [checkpoint], max_epochs=2, enable_checkpointing=True)
+        state = {key: str(value).replace(str(folder), "") for key, value in checkpoint.state_dict().items()}
+        saved[kind] = sorted(path.name for path in folder.iterdir()), state
+    assert saved[CachedKeyModelCheckpoint] == saved[ModelCheckpoint]
+    assert len(saved[ModelCheckpoint][0]) >= 2
