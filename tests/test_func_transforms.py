@@ -1,4 +1,5 @@
-"""torch.func: jacrev and vmap of each op equal the native op's; the lecture's Jacobian facts for y = Wx."""
+"""torch.func: jacrev, vmap and a Hessian (jacrev of jacrev) of each op equal the native op's; the lecture's Jacobian
+facts for y = Wx."""
 import pytest
 import torch
 from torch.func import jacrev, vmap
@@ -44,6 +45,20 @@ def test_vmap_of_grad_gives_per_sample_gradients(case):
     manual = vmap(torch.func.grad(scalar(case.manual)))(*batched)
     native = vmap(torch.func.grad(scalar(case.native)))(*batched)
     torch.testing.assert_close(manual, native)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_hessian_by_reverse_over_reverse_matches_torchs_hessian(case):
+    # forward mode (jvp, jacfwd, and so torch.func.hessian) needs a jvp no Function defines; jacrev of jacrev runs
+    # each backward twice, the second time through the ops the first one recorded
+    inputs = case.make_inputs(case.shapes[1], torch.float64, "cpu", torch.Generator().manual_seed(0), False)
+    first = differentiable_positions(case, inputs)[0]
+
+    def summed(fn):
+        return lambda x: fn(*inputs[:first], x, *inputs[first + 1:]).sum()
+
+    torch.testing.assert_close(jacrev(jacrev(summed(case.manual)))(inputs[first]),
+                               torch.func.hessian(summed(case.native))(inputs[first]))
 
 
 def test_jacobian_of_wx_with_respect_to_x_is_w():
