@@ -140,8 +140,8 @@ class CachedKeyModelCheckpoint(ModelCheckpoint):
     once, not on every call, and on a step where no save is due its on_train_batch_end returns at once.
     NOTE: Lightning reads a callback's state_key on every call of every hook (for the profiler's label), six or more
     times a training step, and ModelCheckpoint's is the repr of a dict of its settings: train.py's two cost a
-    host-bound step 57–94 µs as ModelCheckpoint and 44–49 µs as this class, in three runs whose other rows moved
-    by up to 40 µs (`python -m benchmarks.host_time --callbacks`). The settings in the key (monitor, mode, the
+    host-bound step 74–80 µs as ModelCheckpoint and 9–28 µs as this class, in three runs whose other rows moved
+    by up to 18 µs (`python -m benchmarks.host_time --callbacks`). The settings in the key (monitor, mode, the
     step, epoch and time intervals) are fixed when it is made. The key is the one Lightning forms for a
     ModelCheckpoint of the same settings, under ModelCheckpoint's own name, so that a checkpoint written with either
     class restores into the other. A model whose `configure_callbacks` returns Lightning's ModelCheckpoint adds it
