@@ -50,15 +50,19 @@ def test_vmap_of_grad_gives_per_sample_gradients(case):
 @pytest.mark.parametrize("case", CASES)
 def test_a_hessian_by_reverse_over_reverse_matches_torchs_hessian(case):
     # forward mode (jvp, jacfwd, and so torch.func.hessian) needs a jvp no Function defines; jacrev of jacrev runs
-    # each backward twice, the second time through the ops the first one recorded
-    inputs = case.make_inputs(case.shapes[1], torch.float64, "cpu", torch.Generator().manual_seed(0), False)
+    # each backward twice, the second time through the ops the first one recorded. The outputs are weighted at
+    # random: their plain sum has a zero Hessian for some ops (a softmax sums to 1). In the op's input only: every
+    # input's second derivatives are gradgradcheck's, in tests/test_ops.py.
+    generator = torch.Generator().manual_seed(0)
+    inputs = case.make_inputs(case.shapes[1], torch.float64, "cpu", generator, False)
     first = differentiable_positions(case, inputs)[0]
+    weight = torch.randn(case.native(*inputs).shape, dtype=torch.float64, generator=generator)
 
-    def summed(fn):
-        return lambda x: fn(*inputs[:first], x, *inputs[first + 1:]).sum()
+    def weighted(fn):
+        return lambda x: (fn(*inputs[:first], x, *inputs[first + 1:]) * weight).sum()
 
-    torch.testing.assert_close(jacrev(jacrev(summed(case.manual)))(inputs[first]),
-                               torch.func.hessian(summed(case.native))(inputs[first]))
+    torch.testing.assert_close(jacrev(jacrev(weighted(case.manual)))(inputs[first]),
+                               torch.func.hessian(weighted(case.native))(inputs[first]))
 
 
 def test_jacobian_of_wx_with_respect_to_x_is_w():
