@@ -1,12 +1,17 @@
-"""What a callback costs a training step in Lightning's loop: `python -m benchmarks.host_time --callbacks`.
+"""What a callback costs a training step in Lightning's loop: `python -m benchmarks.host_time --callbacks` and
+`--toggle`.
 
 Lightning calls six hooks of every callback it holds on every step, each through its profiler with the callback's
 state_key for a label, whether the callback overrides the hook or not. Each set of callbacks below is added to one
 fit of the thin module (benchmarks.host_time.thin_epoch, 3 epochs), and taken out of `trainer.callbacks` and put back
 every `window` steps: its cost is the median window with it less the median window without, two sides timed
-milliseconds apart whatever the VM's speed does in between.
+milliseconds apart whatever the VM's speed does in between. `--toggle` does the same inside train.py itself (Toggle),
+with each of train.py's own callbacks: what it costs a step, Lightning's calls included. A median window is a
+step's steady cost: the work a callback does once every N steps (norms, the native check, a checkpoint written)
+falls outside it (`--hooks` counts that).
 """
 import statistics
+import sys
 import tempfile
 import time
 
@@ -65,4 +70,80 @@ def callback_costs(data_dir, hidden, device="cpu", window=10):
             alternate = Alternate(extra, window)
             thin_epoch(data_dir, hidden, device, [*extra, alternate], epochs=3)
         costs[name] = alternate.seconds_per_step() * 1e6
+    return costs
+
+
+class Toggle(pl.Callback):
+    """Added to train.py's callbacks (`--trainer.callbacks+=benchmarks.callback_cost.Toggle`, which makes it a member
+    of train.py's CallbackGroup): every `window` steps takes the callbacks of the named classes out, the group's
+    members from its hooks and the others (the checkpoints) from `trainer.callbacks`, and puts them back, timing each
+    window with and without them. `Toggle.windows` holds the seconds of each kind of window."""
+
+    windows = {True: [], False: []}  # class-level: read back after LightningCLI has run
+
+    def __init__(self, names: list = (), window: int = 10):  # NOTE: train_py_costs reads windows of 10 steps
+        self.names, self.window = set(names), window
+        self.kept = None  # (trainer.callbacks, {group: its hooks}) as Lightning set them up
+        self.start, self.present = None, True
+
+    def named(self, callback):  # NOTE: a subclass too, as benchmarks.timing.Without
+        return callback is not self and any(kind.__name__ in self.names for kind in type(callback).__mro__)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step % self.window or trainer.is_last_batch:  # NOTE: the epoch's last step logs its sums
+            return
+        now = time.perf_counter()
+        if self.start is not None:
+            Toggle.windows[self.present].append(now - self.start)
+        if self.kept is None:
+            self.kept = (list(trainer.callbacks),
+                         {group: dict(group.hooks) for group in trainer.callbacks if isinstance(group, CallbackGroup)})
+        callbacks, hooks = self.kept
+        self.present = (trainer.global_step // self.window) % 2 == 1
+        # NOTE: new lists: Lightning and the group are iterating over the old ones right now
+        trainer.callbacks = [callback for callback in callbacks if self.present or not self.named(callback)]
+        for group, methods in hooks.items():
+            group.hooks = {hook: [method for method in members if self.present or not self.named(method.__self__)]
+                           for hook, members in methods.items()}
+        self.start = time.perf_counter()
+
+
+TOGGLE_SCRIPT = """
+import json, sys, tempfile, warnings
+warnings.filterwarnings("ignore")
+import torch
+from benchmarks.callback_cost import Toggle
+from benchmarks.run import train_py_epoch
+data_dir, hidden, device, epochs, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+with tempfile.TemporaryDirectory() as tmp:
+    train_py_epoch(data_dir, tmp, 10**9, torch.device(device),
+                   extra=["--model.hidden_sizes", hidden, "--trainer.max_epochs", epochs,
+                          "--trainer.callbacks+=benchmarks.callback_cost.Toggle",
+                          "--trainer.callbacks.names=[" + ", ".join(names) + "]"])
+print("TOGGLE", json.dumps(Toggle.windows))
+"""
+# train.py's callbacks that act during a step, and sets of them (class names; ModelCheckpoint: both checkpoints)
+TOGGLE_SETS = {
+    "all of them": ["TrainingSteps", "GradientStatistics", "NativeGradientCheck", "LayerStatistics",
+                    "LearningRateMonitor", "ModelCheckpoint", "GracefulInterrupt"],
+    "TrainingSteps": ["TrainingSteps"],
+    "GradientStatistics": ["GradientStatistics"],
+    "NativeGradientCheck": ["NativeGradientCheck"],
+    "LearningRateMonitor": ["LearningRateMonitor"],
+    "the two checkpoints (CachedKeyModelCheckpoint)": ["ModelCheckpoint"],
+    "GracefulInterrupt and LayerStatistics (off)": ["GracefulInterrupt", "LayerStatistics"],
+}
+
+
+def train_py_costs(data_dir, hidden, device="cpu", epochs=8):
+    """{set of train.py's callbacks: µs a step of steady cost} (Toggle, one train.py run of `epochs` each, in a fresh
+    process)."""
+    from benchmarks.host_time import run_script
+
+    costs = {}
+    for name, names in TOGGLE_SETS.items():
+        windows = run_script(TOGGLE_SCRIPT, "TOGGLE", [str(data_dir), hidden, device, str(epochs), *names], name)
+        with_them, without = statistics.median(windows["true"]), statistics.median(windows["false"])
+        costs[name] = (with_them - without) / 10 * 1e6  # Toggle's windows of 10 steps
+        print(f"{name}: {costs[name]:+.1f} µs/step", file=sys.stderr, flush=True)
     return costs

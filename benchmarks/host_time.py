@@ -22,7 +22,9 @@ torch.nn's (interleaved rounds): the handwritten layers' part of the gap, free o
 CallbackGroup (a clock around each call): µs a step per callback and hook, without the noise of comparing
 processes, but not Lightning's own cost of calling a hook; and what each call of LightningModule.log costs.
 `--callbacks` measures that cost (benchmarks/callback_cost.py): what callbacks that override no hook (listed, or as
-one CallbackGroup) and train.py's two checkpoints add to the thin module's step.
+one CallbackGroup) and train.py's two checkpoints add to the thin module's step. `--toggle` measures each of
+train.py's own callbacks inside a train.py run of 8 epochs, taken out and put back every 10 steps: a step's steady
+cost, Lightning's calls of its hooks included, the work it does every N steps not (that is `--hooks`').
 `--device cuda` runs the same on a GPU, where a step is host time too: the kernels of a small MLP take less time
 than their launches.
 """
@@ -188,6 +190,8 @@ def main(argv=None):
     parser.add_argument("--hooks", action="store_true", help="time each callback's hooks inside one run instead")
     parser.add_argument("--callbacks", action="store_true",
                         help="what Lightning's hook calls of a callback cost a step, and train.py's checkpoints")
+    parser.add_argument("--toggle", action="store_true",
+                        help="what each of train.py's callbacks costs a step inside a train.py run (steady cost)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: the host time of a GPU step (the same variants)")
     args = parser.parse_args(argv)
     if args.hooks:
@@ -206,6 +210,15 @@ def main(argv=None):
         costs = callback_costs(args.data_dir, args.hidden, args.device)
         print(f"\n{args.device} host time the callbacks below add to a step of the thin module, hidden {args.hidden} "
               f"(windows of steps with and without them, alternating, in one fit each):")
+        for name, micros in costs.items():
+            print(f"{name:<52}{micros:>+8.1f} µs/step")
+        return costs
+    if args.toggle:
+        from benchmarks.callback_cost import train_py_costs
+
+        costs = train_py_costs(args.data_dir, args.hidden, args.device)
+        print(f"\n{args.device} steady host time of train.py's callbacks, hidden {args.hidden} (windows of steps with "
+              f"and without them, alternating, in one train.py run each):")
         for name, micros in costs.items():
             print(f"{name:<52}{micros:>+8.1f} µs/step")
         return costs
