@@ -40,6 +40,14 @@ def test_dotted_overrides_and_another_config(capsys):
     assert config["data"]["init_args"]["max_shift"] == 0  # a --config overrides configs/mnist.yaml, read first
 
 
+@pytest.mark.parametrize("config", ["mnist_long", "mnist_native", "mnist_sigmoid_mse", "mnist_batchnorm"])
+def test_a_data_folder_given_before_a_config_is_kept(capsys, config):
+    # a config states a run, not where the user keeps the digits: --data.data_dir before --config survives it
+    code, out, _ = run_cli(["--data.data_dir", "elsewhere/mnist", "--config", f"configs/{config}.yaml",
+                            "--print_config"], capsys)
+    assert code == 0 and yaml.safe_load(out)["data"]["init_args"]["data_dir"] == "elsewhere/mnist"
+
+
 @pytest.mark.parametrize("subcommand", [[], ["fit"]], ids=["fit-then-test", "fit"])
 def test_train_py_reads_the_default_config_through_the_cli_without_warnings(subcommand):
     done = subprocess.run([sys.executable, "train.py", *subcommand, "--print_config"], cwd=ROOT,
