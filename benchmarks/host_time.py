@@ -207,21 +207,14 @@ def main(argv=None):
     if args.callbacks:
         from benchmarks.callback_cost import callback_costs
 
-        costs = callback_costs(args.data_dir, args.hidden, args.device)
-        print(f"\n{args.device} host time the callbacks below add to a step of the thin module, hidden {args.hidden} "
-              f"(windows of steps with and without them, alternating, in one fit each):")
-        for name, micros in costs.items():
-            print(f"{name:<52}{micros:>+8.1f} µs/step")
-        return costs
+        return print_costs(callback_costs(args.data_dir, args.hidden, args.device),
+                           f"host time the callbacks below add to a step of the thin module, hidden {args.hidden}",
+                           args.device)
     if args.toggle:
         from benchmarks.callback_cost import train_py_costs
 
-        costs = train_py_costs(args.data_dir, args.hidden, args.device)
-        print(f"\n{args.device} steady host time of train.py's callbacks, hidden {args.hidden} (windows of steps with "
-              f"and without them, alternating, in one train.py run each):")
-        for name, micros in costs.items():
-            print(f"{name:<52}{micros:>+8.1f} µs/step")
-        return costs
+        return print_costs(train_py_costs(args.data_dir, args.hidden, args.device),
+                           f"steady host time of train.py's callbacks, hidden {args.hidden}", args.device)
     table = {name: spec for name, spec in variants().items() if not args.only or name in args.only}
     if args.baseline:
         table["before: train.py"] = ("train", [])
@@ -252,6 +245,14 @@ def main(argv=None):
           f"loss, backward, fused Adam), {layers['manual_us']:.0f} µs with manual_bp's layers against "
           f"{layers['native_us']:.0f} µs with torch.nn's ({layers['ratio']:.2f}×, median of interleaved rounds)")
     return best
+
+
+def print_costs(costs, title, device):
+    """Print {name: µs a step} of the alternating windows (--callbacks, --toggle) under `title`; return them."""
+    print(f"\n{device} {title} (windows of steps with and without them, alternating, in one run each):")
+    for name, micros in costs.items():
+        print(f"{name:<52}{micros:>+8.1f} µs/step")
+    return costs
 
 
 def layers_step(hidden, device):
