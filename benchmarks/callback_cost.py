@@ -19,33 +19,49 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from benchmarks.host_time import thin_epoch
+from benchmarks.timing import of_classes
 from models.callback_group import CallbackGroup
 from models.checkpoints import CachedKeyModelCheckpoint
 from train import CHECKPOINTS
 
+TOGGLE_WINDOW = 10  # --toggle: steps a window
+
 
 class Alternate(pl.Callback):
-    """Takes `extra` out of the trainer's callbacks every other `window` steps (they start in it, so that Lightning
-    sets them up), and times each window of steps with and without them."""
+    """Takes `extra` out every other `window` steps and puts it back (it starts in, so that Lightning sets it up):
+    out of `trainer.callbacks`, and a member of a CallbackGroup out of the group's hooks; times each window of steps
+    with and without it in `windows`."""
 
     def __init__(self, extra, window):
         self.extra, self.window = list(extra), window
         self.windows, self.start, self.present = {True: [], False: []}, None, True
+        self.kept = None  # (trainer.callbacks, {group: its hooks}) as Lightning set them up
+
+    def taken_out(self, callback):
+        return any(callback is extra for extra in self.extra)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step % self.window:
+        if trainer.global_step % self.window or trainer.is_last_batch:  # NOTE: train.py logs its sums at the last
             return
         now = time.perf_counter()
         if self.start is not None:
             self.windows[self.present].append(now - self.start)
+        if self.kept is None:
+            self.kept = (list(trainer.callbacks),
+                         {group: dict(group.hooks) for group in trainer.callbacks if isinstance(group, CallbackGroup)})
+        callbacks, hooks = self.kept
         self.present = (trainer.global_step // self.window) % 2 == 1
-        # NOTE: a new list: Lightning is iterating over the old one right now
-        kept = [callback for callback in trainer.callbacks if not any(callback is extra for extra in self.extra)]
-        trainer.callbacks = kept + self.extra if self.present else kept
+        # NOTE: new lists: Lightning and the group are iterating over the old ones right now
+        trainer.callbacks = [callback for callback in callbacks if self.present or not self.taken_out(callback)]
+        for group, methods in hooks.items():
+            group.hooks = {hook: [method for method in members if self.present or not self.taken_out(method.__self__)]
+                           for hook, members in methods.items()}
         self.start = time.perf_counter()
 
-    def seconds_per_step(self):
-        return (statistics.median(self.windows[True]) - statistics.median(self.windows[False])) / self.window
+
+def seconds_per_step(windows, window):
+    """The median window with the callbacks less the median window without, per step."""
+    return (statistics.median(windows[True]) - statistics.median(windows[False])) / window
 
 
 def train_py_checkpoints(kind, folder):
@@ -69,43 +85,23 @@ def callback_costs(data_dir, hidden, device="cpu", window=10):
             extra = make(folder)
             alternate = Alternate(extra, window)
             thin_epoch(data_dir, hidden, device, [*extra, alternate], epochs=3)
-        costs[name] = alternate.seconds_per_step() * 1e6
+        costs[name] = seconds_per_step(alternate.windows, window) * 1e6
     return costs
 
 
-class Toggle(pl.Callback):
+class Toggle(Alternate):
     """Added to train.py's callbacks (`--trainer.callbacks+=benchmarks.callback_cost.Toggle`, which makes it a member
-    of train.py's CallbackGroup): every `window` steps takes the callbacks of the named classes out, the group's
-    members from its hooks and the others (the checkpoints) from `trainer.callbacks`, and puts them back, timing each
-    window with and without them. `Toggle.windows` holds the seconds of each kind of window."""
+    of train.py's CallbackGroup): Alternate with the callbacks of the named classes, the group's members (from its
+    hooks) and the others (the checkpoints, from `trainer.callbacks`). `Toggle.windows` holds the last one's windows,
+    read back after LightningCLI has run."""
 
-    windows = {True: [], False: []}  # class-level: read back after LightningCLI has run
+    def __init__(self, names: list = (), window: int = TOGGLE_WINDOW):
+        super().__init__((), window)
+        self.names = set(names)
+        Toggle.windows = self.windows
 
-    def __init__(self, names: list = (), window: int = 10):  # NOTE: train_py_costs reads windows of 10 steps
-        self.names, self.window = set(names), window
-        self.kept = None  # (trainer.callbacks, {group: its hooks}) as Lightning set them up
-        self.start, self.present = None, True
-
-    def named(self, callback):  # NOTE: a subclass too, as benchmarks.timing.Without
-        return callback is not self and any(kind.__name__ in self.names for kind in type(callback).__mro__)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step % self.window or trainer.is_last_batch:  # NOTE: the epoch's last step logs its sums
-            return
-        now = time.perf_counter()
-        if self.start is not None:
-            Toggle.windows[self.present].append(now - self.start)
-        if self.kept is None:
-            self.kept = (list(trainer.callbacks),
-                         {group: dict(group.hooks) for group in trainer.callbacks if isinstance(group, CallbackGroup)})
-        callbacks, hooks = self.kept
-        self.present = (trainer.global_step // self.window) % 2 == 1
-        # NOTE: new lists: Lightning and the group are iterating over the old ones right now
-        trainer.callbacks = [callback for callback in callbacks if self.present or not self.named(callback)]
-        for group, methods in hooks.items():
-            group.hooks = {hook: [method for method in members if self.present or not self.named(method.__self__)]
-                           for hook, members in methods.items()}
-        self.start = time.perf_counter()
+    def taken_out(self, callback):
+        return callback is not self and of_classes(callback, self.names)
 
 
 TOGGLE_SCRIPT = """
@@ -143,7 +139,6 @@ def train_py_costs(data_dir, hidden, device="cpu", epochs=8):
     costs = {}
     for name, names in TOGGLE_SETS.items():
         windows = run_script(TOGGLE_SCRIPT, "TOGGLE", [str(data_dir), hidden, device, str(epochs), *names], name)
-        with_them, without = statistics.median(windows["true"]), statistics.median(windows["false"])
-        costs[name] = (with_them - without) / 10 * 1e6  # Toggle's windows of 10 steps
+        costs[name] = seconds_per_step({True: windows["true"], False: windows["false"]}, TOGGLE_WINDOW) * 1e6
         print(f"{name}: {costs[name]:+.1f} µs/step", file=sys.stderr, flush=True)
     return costs

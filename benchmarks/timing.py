@@ -33,11 +33,17 @@ class Without(pl.Callback):
     def __init__(self, names: list = ()):
         self.names = set(names)
 
-    def named(self, callback):  # NOTE: a subclass too (ModelCheckpoint names train.py's CachedKeyModelCheckpoint)
-        return any(kind.__name__ in self.names for kind in type(callback).__mro__)
+    def named(self, callback):
+        return of_classes(callback, self.names)
 
     def setup(self, trainer, pl_module, stage):
         trainer.callbacks[:] = [callback for callback in trainer.callbacks if not self.named(callback)]
         for callback in trainer.callbacks:
             if isinstance(callback, CallbackGroup):  # train.py's, which holds this one too
                 callback.remove(self.named)
+
+
+def of_classes(callback, names):
+    """Whether callback is of one of the classes named, a subclass too (ModelCheckpoint names train.py's
+    CachedKeyModelCheckpoint)."""
+    return any(kind.__name__ in names for kind in type(callback).__mro__)
