@@ -92,14 +92,54 @@ def where(error, folder):
     return f" at {shown}:{frames[-1].lineno}"
 
 
+class GradientError(Exception):
+    """What is wrong with one gradient the learner's backward returned, said in the exercise's names."""
+
+
+def gradients_checked(function, input_names):
+    """The learner's Function with a backward that checks what it returns, gradient by gradient, before autograd
+    sees it.
+
+    NOTE: autograd sums a gradient that broadcasts to its input's shape without a word (a (B, out) ∂L/∂b arrives as
+    its sum over the batch, (out,)), so a sum left out of the derivation would pass; and a None for an input that
+    needs a gradient surfaces as torch.autograd.grad's advice to set allow_unused, a setting of the checker's.
+    """
+    def shapes_of(inputs):
+        return [tuple(value.shape) if isinstance(value, torch.Tensor) else None for value in inputs]
+
+    def forward(ctx, *inputs):
+        ctx.input_shapes = shapes_of(inputs)
+        return function.forward(ctx, *inputs)
+
+    def setup_context(ctx, inputs, output):
+        ctx.input_shapes = shapes_of(inputs)
+        return function.setup_context(ctx, inputs, output)
+
+    def backward(ctx, *grad_outputs):
+        grads = function.backward(ctx, *grad_outputs)
+        for name, grad, shape, needed in zip(input_names, grads if isinstance(grads, tuple) else (grads,),
+                                             ctx.input_shapes, ctx.needs_input_grad):
+            if grad is None and needed:
+                raise GradientError(f"grad {name} is None, but {name} needs a gradient: return ∂L/∂{name} (None "
+                                    "only for an input that gets none)")
+            if isinstance(grad, torch.Tensor) and tuple(grad.shape) != shape:
+                hint = ("a sum missing?" if grad.dim() > len(shape) else "a sum too many?" if grad.dim() < len(shape)
+                        else "a transpose or a sum missing?")
+                raise GradientError(f"grad {name} has shape {tuple(grad.shape)}, expected {shape}: {hint}")
+        return grads
+
+    # NOTE: the learner's own style of Function: forward(ctx, ...), or forward(...) with setup_context
+    own_setup = function.setup_context is not torch.autograd.Function.setup_context
+    methods = {"forward": forward, "backward": backward} if not own_setup else \
+        {"forward": function.forward, "setup_context": setup_context, "backward": backward}
+    return type(function.__name__, (function,), {name: staticmethod(method) for name, method in methods.items()})
+
+
 def explain(error, exercise, folder):
-    """One line for an exception raised while checking: autograd's wrong-shape refusal named by gradient."""
+    """One line for an exception raised while checking."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    shape = re.search(r"invalid gradient at index (\d+) - got \[(.*?)\] but expected shape compatible with \[(.*?)\]",
-                      message)
-    if shape:
-        name = exercise.input_names[int(shape.group(1))]
-        return f"grad {name} has shape ({shape.group(2)}), expected ({shape.group(3)}): a transpose or a sum missing?"
+    if isinstance(error, GradientError):
+        return message
     count = re.search(r"incorrect number of gradients \(expected (\d+), got (\d+)\)", message)
     if count:
         return (f"backward returned {count.group(2)} gradient(s), expected {count.group(1)}: one per input of forward, "
@@ -110,7 +150,7 @@ def explain(error, exercise, folder):
 def grade(exercise, folder):
     """[(shape or None, None if passed else what is wrong)]: one entry per shape, or one for the whole exercise."""
     try:
-        function = load(folder, exercise)
+        function = gradients_checked(load(folder, exercise), exercise.input_names)
     except FileNotFoundError:
         return [(None, f"no file {Path(folder) / exercise.name}.py (copy it from the project's exercises/ folder)")]
     except Exception as error:  # a syntax error, a missing class: say where, as Python would, in one line

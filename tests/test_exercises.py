@@ -60,6 +60,19 @@ def test_manual_bps_own_backward_passes_every_exercise(tmp_path):
     ("linear", "return grad_output @ weight, input.t() @ grad_output, grad_output.sum(0)",  # a transpose missing
      [r"linear +\(1, 3, 2\) +FAIL  grad weight has shape \(3, 2\), expected \(2, 3\): a transpose or a sum missing\?",
       r"linear +\(8, 5, 4\) +FAIL  grad weight has shape \(5, 4\), expected \(4, 5\)"]),
+    ("linear", "return grad_output @ weight, grad_output.t() @ input, grad_output",  # Σ_batch missing (autograd
+     [r"linear +\(1, 3, 2\) +FAIL  grad bias has shape \(1, 2\), expected \(2,\): a sum missing\?$",
+      r"linear +\(8, 5, 4\) +FAIL  grad bias has shape \(8, 4\), expected \(4,\)"]),  # would sum it quietly)
+    ("batch_norm", ANSWERS["batch_norm"].replace("(grad_output * x_hat).sum(0), grad_output.sum(0)",
+                                                 "grad_output * x_hat, grad_output"),  # Σ_batch missing twice
+     [r"batch_norm +\(4, 3\) +FAIL  grad weight has shape \(4, 3\), expected \(3,\)",
+      r"batch_norm +\(16, 5\) +FAIL  grad weight has shape \(16, 5\), expected \(5,\)"]),
+    ("sigmoid", "return (grad_output * output * (1 - output)).sum(0)",  # a sum too many
+     [r"sigmoid +\(1, 1\) +FAIL  grad input has shape \(1,\), expected \(1, 1\): a sum too many\?$",
+      r"sigmoid +\(8, 5\) +FAIL  grad input has shape \(5,\), expected \(8, 5\): a sum too many\?$"]),
+    ("mse", "return None, None",  # no gradient for an input that needs one
+     [r"mse +\(1, 1\) +FAIL  grad input is None, but input needs a gradient: return ∂L/∂input \(None only for an "
+      r"input that gets none\)$", r"mse +\(8, 5\) +FAIL  grad input is None"]),
     ("mse", "grad = grad_output * 2 * (input - target) / input.numel()\n        return -grad, grad",  # a sign
      [r"mse +\(1, 1\) +FAIL  grad input differs from torch's: 1 / 1 \(100.0%\) elements off, greatest absolute",
       r"mse +\(8, 5\) +FAIL  grad input differs from torch's: 40 / 40 \(100.0%\) elements off.*; grad target differs"]),
