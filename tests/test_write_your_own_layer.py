@@ -1,5 +1,6 @@
 """docs/write-your-own-layer.md's example runs, passes, and its check catches a deliberately wrong backward."""
 import io
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,19 @@ def test_the_check_catches_a_wrong_backward():
         table = io.StringIO()
         print_table(results, file=table)
         assert "FAIL" in table.getvalue() and "grad input differs from native" in table.getvalue()
+
+
+def test_the_docs_show_what_the_check_prints_for_the_forgotten_upstream_gradient():
+    doc = (ROOT / "docs" / "write-your-own-layer.md").read_text()
+    shown = doc.split("is caught (a test checks this, and a wrong derivative too):\n\n```\n", 1)[1].split("```")[0]
+    table = io.StringIO()
+    print_table(example.prove(ForgetsTheUpstreamGradient.apply), file=table)
+    header, *lines = table.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("softplus[8, 5]") and "float64" in line)
+    # NOTE: the output's own error is a few ulp, which the CPU's vector instructions (AVX2, AVX-512) may move
+    def ulp_free(text):
+        return [re.sub(r"output=\S+", "output=…", line) for line in text]
+    assert ulp_free(shown.splitlines()) == ulp_free([header, *lines[start:start + 3]])
 
 
 def test_the_example_layer_works_with_jacrev_like_the_built_in_ones():
