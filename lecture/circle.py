@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 import manual_bp.functional as MF
 from lecture.common import BinaryClassifier, RepeatedBatch
+from lecture.command_line import parser_for
 from models.callbacks import tensorboard
 
 
@@ -126,8 +127,9 @@ def boundary_figure(w, data):
     return figure
 
 
-def main():
+def main(argv=None):
     """The handwritten ∂z/∂w and ∂z/∂x against autograd's numerical check; the fit itself is a training run."""
+    parser_for(__doc__).parse_args(argv)  # no options: --help, and any argument refused
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(6, 2, generator=generator, dtype=torch.float64, requires_grad=True)
     w = torch.tensor([2.0, 1.0, -0.5], dtype=torch.float64, requires_grad=True)

@@ -1,10 +1,20 @@
-"""What the lecture examples share: full-batch serving, a binary classifier's steps, and how a run reports."""
-from pathlib import Path
-
+"""What the lecture examples share: full-batch serving, a binary classifier's steps, the data's errors (the command
+line and the report: lecture/command_line.py)."""
 import pytorch_lightning as pl
 
 import manual_bp.functional as MF
 from models.callbacks import metric_tag
+from models.data import DataSplitError
+from models.idx import DataFileError, DataNotFoundError
+
+DATA_ERRORS = (DataNotFoundError, DataFileError, DataSplitError)  # the data folder's own one-line errors
+
+
+def data_error_line(error):
+    """One of DATA_ERRORS with the option that mends it, as train.py says it."""
+    if isinstance(error, DataSplitError):
+        return f"{error} (give a smaller one with --val_size)"
+    return f"{error} (give the folder with --data_dir)"
 
 
 class RepeatedBatch:
@@ -44,13 +54,3 @@ class BinaryClassifier(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         return self._common_step(batch, "val")
-
-
-def report(figure, out, verdict_lines, where=""):
-    """Save the figure as a PNG at `out` (its folder made), then print the verdict lines and where the figure is."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    for line in verdict_lines:
-        print(line)
-    print(f"figure: {out}{where}")

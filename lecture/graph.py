@@ -6,6 +6,7 @@ respect to every node at once — which is why one backward pass suffices to tra
 
     python -m lecture.graph
 """
+from lecture.command_line import parser_for
 
 ORDER = ("a", "b", "c", "d")  # a topological order: every node after its inputs
 
@@ -51,10 +52,15 @@ def backward_pass(edges, output):
     return grads
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    parser_for(__doc__).parse_args(argv)  # no options: --help, and any argument refused
     values = forward()
     edges = local_derivatives(values)
     print(f"d = {values['d']:g}")
     for node in ("a", "b", "c"):
         print(f"∂d/∂{node} = {derivative_by_routes(edges, 'd', node):g} over routes {routes(edges, 'd', node)}")
     print("one backward pass:", backward_pass(edges, "d"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,15 +1,15 @@
 """Where do we start our search? A deep MLP from four starting points, with tanh and with ReLU.
 
     python -m lecture.initialisation          # a few seconds on 2 CPU cores; --help for the options
+    python -m lecture.initialisation --figure docs/figures/initialisation.png   # the docs' figure
 
 A 784-(128 × 9)-10 MLP of manual_bp layers is started from W ~ N(0, 0.01²) (too small), W ~ N(0, 1) (too large),
 Xavier (Var(W) = 2/(fan_in + fan_out)) and He (Var(W) = 2/fan_in), biases 0. For each start: per hidden layer the
 activations' mean, std and saturated fraction (tanh |A| > 0.99; ReLU units 0 on the whole batch) and the std of
 ∂L/∂W, on one batch of the shipped MNIST slice; then a few epochs of plain SGD on the slice. One figure (a column
-per start) goes to docs/figures/initialisation.png and to TensorBoard (runs/initialisation); the run ends with
-verdict lines computed from these numbers.
+per start) goes to TensorBoard and to a PNG, both in a new folder runs/initialisation/version_<n>; the run ends
+with verdict lines computed from these numbers.
 """
-import argparse
 import math
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 
 import manual_bp.functional as MF
 import manual_bp.init as minit
+from lecture.common import DATA_ERRORS, data_error_line
+from lecture.command_line import new_run_folder, parser_for, positive_int
 from models.data import MNISTDataModule
 from models.layer_stats import ActivationRecorder, weight_gradient_stds
 from models.mlp import build_mlp
@@ -169,25 +171,32 @@ def statistics_figure(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--data_dir", default=str(ROOT / "tests" / "data" / "mnist_slice"),
                         help="four MNIST IDX files (default: the 3,000-digit slice shipped with the tests)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "initialisation.png"))
-    parser.add_argument("--logdir", default="runs/initialisation", help="TensorBoard folder ('' for none)")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--logdir", default="runs/initialisation",
+                        help="TensorBoard folder: each run writes a new version_<n> in it ('' for none)")
+    parser.add_argument("--figure", help="PNG path of the figure (default: initialisation.png in the run's folder, "
+                                         "or in the current folder with --logdir '')")
     args = parser.parse_args(argv)
-    results = run(args.data_dir, args.epochs)
+    try:
+        results = run(args.data_dir, args.epochs)
+    except DATA_ERRORS as error:
+        parser.error(data_error_line(error))
+    folder = new_run_folder(args.logdir) if args.logdir else None
     figure = statistics_figure(results)
-    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.figure)
-    if args.logdir:
+    path = Path(args.figure or (folder or Path()) / "initialisation.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    if folder:
         from torch.utils.tensorboard import SummaryWriter
-        with SummaryWriter(args.logdir) as writer:
+        with SummaryWriter(str(folder)) as writer:
             writer.add_figure("initialisation/statistics", figure)
             for (activation, start), (_, losses, _) in results.items():
                 for epoch, loss in enumerate(losses):
                     writer.add_scalar(f"initialisation/loss/{activation}, {start}", loss, epoch)
-    print(f"figure: {args.figure}")
+    print(f"figure: {path}" + (f"; TensorBoard: tensorboard --logdir {args.logdir}" if folder else ""))
     for (activation, start), (_, _, words) in results.items():
         print(f"{activation}, {start}: {'; '.join(words)}")
     return results

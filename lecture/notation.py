@@ -6,6 +6,7 @@ equals one vectorised backward over the batch.
 import torch
 
 import manual_bp.functional as MF
+from lecture.command_line import parser_for
 
 
 def neuron_by_neuron(X, W_lecture, b):
@@ -47,8 +48,9 @@ def vectorised_gradients(net, loss_fn_mean, X, Y):
     return {name: p.grad.clone() for name, p in net.named_parameters()}
 
 
-def main():
+def main(argv=None):
     """Both facts on random numbers, in float64: the largest difference between the two sides of each."""
+    parser_for(__doc__).parse_args(argv)  # no options: --help, and any argument refused
     generator = torch.Generator().manual_seed(0)
     X, W, b = (torch.randn(*shape, generator=generator, dtype=torch.float64) for shape in ((5, 3), (3, 4), (4,)))
     rows = (neuron_by_neuron(X, W, b) - design_matrix_form(X, W, b)).abs().max().item()

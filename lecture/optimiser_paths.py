@@ -1,24 +1,23 @@
 """Is batch gradient descent the best way to use the error derivatives? The update rules' paths on two 2-D surfaces.
 
-    python -m lecture.optimiser_paths                      # figure in docs/figures/optimiser_paths.png, verdicts
-    python -m lecture.optimiser_paths --out paths.png
+    python -m lecture.optimiser_paths                      # figure in runs/optimiser_paths.png, verdicts
+    python -m lecture.optimiser_paths --out docs/figures/optimiser_paths.png    # the docs' figure
 
 An ill-conditioned bowl f(x, y) = ½(x² + 20y²) (curvature 20 times steeper across the valley than along it) and
 Rosenbrock's banana valley f(x, y) = (1 − x)² + 100(y − x²)², each from one start, with gradient descent, momentum,
 Nesterov momentum, RMSprop, Adagrad and Adam from manual_bp.optim (the update rules written by hand). The figure
 draws each path over the surface's contours; the verdict lines give how close each rule got to the minimum.
 """
-import argparse
 import math
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
-from lecture.common import report
+from lecture.command_line import parser_for, report
 from manual_bp import optim
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "optimiser_paths.png"
+DEFAULT_OUT = Path("runs") / "optimiser_paths.png"
 
 
 def bowl(point):
@@ -95,7 +94,7 @@ def verdicts(paths):
             arrived += [rule] if len(close) else []
             reached = f"within 0.01 from step {int(close[0])}" if len(close) else "never within 0.01"
             diverged = " (diverged)" if not math.isfinite(ends[rule]) or ends[rule] > 1e3 else ""
-            lines.append(f"{surface}: {rule:<16} ends {ends[rule]:.2g} from the minimum, {reached}; travels "
+            lines.append(f"{surface}: {rule:<16} ends {ends[rule]:.3g} from the minimum, {reached}; travels "
                          f"{ratios[rule]:.2f}x the start's distance to it{diverged}")
         name = surface.split()[0]
         closest[name] = min(ends, key=ends.get)
@@ -126,7 +125,7 @@ def figure(paths):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="PNG path of the figure")
     args = parser.parse_args(argv)
     paths = all_paths()

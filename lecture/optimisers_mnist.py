@@ -3,13 +3,14 @@
     python -m lecture.optimisers_mnist --data_dir data/mnist           # 784-800-10 ReLU MLP, 5 epochs per rule
     python -m lecture.optimisers_mnist --data_dir tests/data/mnist_slice --val_size 500 --epochs 3   # seconds
     tensorboard --logdir runs/optimisers                                # one run per rule, the same tags
+    python -m lecture.optimisers_mnist --data_dir data/mnist --out docs/figures/optimisers_mnist.png  # docs' figure
 
 Full-batch gradient descent (one update per epoch, from the gradient of every training digit), mini-batch SGD,
 SGD with momentum, RMSprop and Adam, all from manual_bp.optim and all starting from the same weights (seed 0),
-with manual_bp layers. Each rule's curves go to TensorBoard (`runs/optimisers/<rule>`: loss/train, acc/val per
-epoch) and to one PNG; the run ends with a table and verdict lines: loss and accuracy reached, updates made, time.
+with manual_bp layers. Each run writes a new folder runs/optimisers/version_<n>: each rule's curves for TensorBoard
+(`<rule>/`: loss/train, acc/val per epoch) and one PNG of them all; it ends with a table and verdict lines: loss and
+accuracy reached, updates made, time.
 """
-import argparse
 import time
 from pathlib import Path
 
@@ -18,13 +19,13 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 import manual_bp.functional as MF
-from lecture.common import report
+from lecture.common import DATA_ERRORS, data_error_line
+from lecture.command_line import new_run_folder, parser_for, positive_int, report
 from manual_bp import optim
 from models.data import MNISTDataModule
 from models.mlp import build_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "docs" / "figures" / "optimisers_mnist.png"
 # rule: (class, keyword arguments, batch size; None = the whole training set, one update per epoch)
 # NOTE: the usual rate for each mini-batch rule (Adam's and RMSprop's 1e-3, SGD's 0.1, 0.01 with momentum 0.9);
 # full-batch descent gets the largest of 0.05, 0.1, 0.2, 0.3 at which its loss on the full MNIST still falls every
@@ -105,19 +106,25 @@ def verdicts(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--data_dir", default="data/mnist", help="folder with the four MNIST IDX files")
-    parser.add_argument("--val_size", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--logdir", default="runs/optimisers", help="TensorBoard folder (one run per rule)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="PNG path of the figure")
+    parser.add_argument("--val_size", type=positive_int, default=5000)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--logdir", default="runs/optimisers",
+                        help="TensorBoard folder: each run writes a new version_<n> in it, with one run per rule")
+    parser.add_argument("--out", help="PNG path of the figure (default: optimisers_mnist.png in the run's folder)")
     args = parser.parse_args(argv)
-    data = MNISTDataModule(args.data_dir, download=False, val_size=args.val_size).load()
+    try:
+        data = MNISTDataModule(args.data_dir, download=False, val_size=args.val_size).load()
+    except DATA_ERRORS as error:
+        parser.error(data_error_line(error))
+    folder = new_run_folder(args.logdir)
     results = {}
     for rule in RULES:
-        with SummaryWriter(str(Path(args.logdir) / rule.replace(" ", "_"))) as writer:
+        with SummaryWriter(str(folder / rule.replace(" ", "_"))) as writer:
             results[rule] = train(rule, data, args.epochs, writer)
-    report(figure(results), args.out, verdicts(results), f"; TensorBoard: tensorboard --logdir {args.logdir}")
+    report(figure(results), args.out or folder / "optimisers_mnist.png", verdicts(results),
+           f"; TensorBoard: tensorboard --logdir {args.logdir}")
     return results
 
 

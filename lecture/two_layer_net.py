@@ -8,6 +8,7 @@ N = 64, D_in = 1000, H = 100, D_out = 10; hidden ReLU by clamp; sum-of-squares l
 import torch
 
 import manual_bp.functional as MF
+from lecture.command_line import parser_for
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 LEARNING_RATE, STEPS = 1e-6, 500
@@ -41,7 +42,8 @@ def largest_relative_difference(native, manual):
     return max(abs(m - n) / abs(n) for n, m in zip(native, manual))
 
 
-def main():
+def main(argv=None):
+    parser_for(__doc__).parse_args(argv)  # no options: --help, and any argument refused
     native, manual = train("native"), train("manual")
     for step in (0, 99, 199, 299, 399, 499):
         print(f"step {step + 1:3d}: native loss {native[step]:14.6f}   manual loss {manual[step]:14.6f}")

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 import manual_bp.nn as mnn
 from lecture.common import BinaryClassifier, RepeatedBatch
+from lecture.command_line import parser_for
 from models.callbacks import tensorboard
 
 INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2): the truth table's rows
@@ -104,8 +105,9 @@ def decision_regions(net, resolution=101):
     return figure
 
 
-def main():
+def main(argv=None):
     """The hand-set network's truth table; the learned one is a training run (see the module docstring)."""
+    parser_for(__doc__).parse_args(argv)  # no options: --help, and any argument refused
     with torch.no_grad():
         outputs = hand_set_xor()(INPUTS)
     for (x1, x2), y, target in zip(INPUTS.tolist(), outputs.flatten().tolist(), TARGETS.flatten().tolist()):

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lecture import initialisation
 from models.callbacks import EpochlessTensorBoardLogger, LayerStatistics
 from models.training_steps import TrainingSteps
-from tests.helpers import cli_args, fit
+from tests.helpers import ROOT, cli_args, fit
 from train import cli_main
 
 
@@ -37,6 +37,17 @@ def example(tmp_path_factory, mnist_slice):
 def test_the_verdicts_hold_on_the_shipped_slice(example, run, expected, not_expected):
     verdict = example[0][run]
     assert expected in verdict and not_expected not in verdict, f"{run}: {verdict}"
+
+
+def test_the_docs_show_the_verdicts_the_run_prints(example):
+    doc = (ROOT / "docs" / "initialisation.md").read_text()
+    shown = doc.split("The verdicts\nit prints (thresholds in `lecture/initialisation.py`):\n\n```\n", 1)[1].split("```")[0]
+    printed = [f"{run}: {verdict}" for run, verdict in example[0].items()]
+
+    # NOTE: the words and their order; the numbers move in their last digits with the CPU's rounding of the products
+    def words(lines):
+        return [re.sub(r"[-+]?\d[\d.e+-]*|inf", "#", line) for line in lines]
+    assert words(shown.splitlines()) == words(printed)
 
 
 def test_the_run_prints_one_verdict_line_per_start(mnist_slice, tmp_path, capsys, monkeypatch):

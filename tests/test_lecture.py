@@ -198,7 +198,7 @@ def test_the_xor_run_ends_with_its_truth_table(tmp_path, capsys):
 
 def test_the_two_layer_net_ends_with_its_verdict(capsys, monkeypatch, two_layer_losses):
     monkeypatch.setattr(two_layer_net, "train", lambda backend: two_layer_losses[backend])  # the runs above
-    two_layer_net.main()
+    two_layer_net.main([])
     verdict = re.search(r"manual = native to (\S+) \(relative, first 100 steps\) and (\S+) \(all 500 steps",
                         capsys.readouterr().out)
     assert verdict and float(verdict.group(1)) < 1e-4 and float(verdict.group(2)) < 2e-2

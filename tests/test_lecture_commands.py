@@ -1,4 +1,5 @@
 """Every lecture module a docs/lecture.md row names with `python -m lecture.<name>` prints what it shows, as a user sees it."""
+import importlib
 import re
 import subprocess
 import sys
@@ -30,3 +31,27 @@ def test_the_module_prints_its_lines(module, lines, patterns):
     assert len(output) == lines
     for line, pattern in zip(output, patterns):
         assert re.search(pattern, line), (line, pattern)
+
+
+@pytest.mark.parametrize("module", ["notation", "xor", "circle", "graph", "two_layer_net", "optimiser_paths",
+                                    "optimisers_mnist", "initialisation"])
+def test_a_module_refuses_an_argument_it_does_not_take_in_one_line(module, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"lecture.{module}").main(["--steps", "10"])
+    error = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 2 and error[-1].endswith("error: unrecognized arguments: --steps 10")
+
+
+@pytest.mark.parametrize("module,argv,message", [
+    ("optimisers_mnist", ["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
+    ("initialisation", ["--epochs", "-1"], "argument --epochs: must be an integer >= 1, got -1"),
+    ("optimisers_mnist", ["--val_size", "x"], "argument --val_size: must be an integer >= 1, got 'x'"),
+    ("optimisers_mnist", ["--data_dir", "no/such/folder"], "no/such/folder"),
+    ("initialisation", ["--data_dir", "no/such/folder"], "no/such/folder"),
+])
+def test_a_bad_number_or_data_folder_is_one_error_line_before_any_work(module, argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"lecture.{module}").main([*argv, "--logdir", str(tmp_path / "runs")])
+    error = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 2 and error[-1].split(": error: ")[1].count(message) == 1, error
+    assert not (tmp_path / "runs").exists()  # no run folder for a run that did not start
