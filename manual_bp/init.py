@@ -33,17 +33,21 @@ def calculate_gain(nonlinearity, param=None):
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        # NOTE: bool is an int in Python; torch refuses True/False as a slope, and so does this
-        if param is None:
-            slope = 0.01
-        elif isinstance(param, (int, float)) and not isinstance(param, bool):
-            slope = param
-        else:
-            raise ValueError(f"param (the negative slope of leaky_relu) must be a number, got {param!r}")
+        slope = 0.01 if param is None else checked_slope(param, "param")
         return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4  # NOTE: torch's empirical value, kept so that the two agree
     raise ValueError(f"nonlinearity must be one of {', '.join(NONLINEARITIES)}; got {nonlinearity!r}")
+
+
+def checked_slope(value, name):
+    """leaky_relu's negative slope, given as the argument `name`: a number, else a ValueError naming `name`.
+
+    NOTE: bool is an int in Python; torch refuses True/False as a slope, and so does this.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} (the negative slope of leaky_relu) must be a number, got {value!r}")
 
 
 def fan_in_and_fan_out(tensor):
@@ -129,6 +133,8 @@ def xavier_normal_(tensor, gain=1.0, generator=None):
 def kaiming_std(tensor, a, mode, nonlinearity):
     """σ = g/√fan_mode: for leaky_relu with slope a, Var(W) = 2/((1 + a²)·fan_in) (mode fan_in); ReLU: a = 0."""
     fan_mode = fan(tensor, mode)
+    if nonlinearity == "leaky_relu":
+        checked_slope(a, "a")  # NOTE: named as the caller gave it, not as calculate_gain's param
     return calculate_gain(nonlinearity, a) / math.sqrt(fan_mode)
 
 

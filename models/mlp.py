@@ -22,6 +22,10 @@ def build_mlp(input_size, hidden_sizes, num_classes, activation="relu", backend=
               init="default"):
     """Linear (-> batch / layer norm) -> activation (-> dropout) for each hidden size, then a Linear to one score
     per class; its Linear layers initialised by `init` (see `initialise`)."""
+    for name, value, choices in (("activation", activation, ACTIVATIONS), ("backend", backend, BACKENDS),
+                                 ("norm", norm, ("none", *NORMS))):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     nn = BACKENDS[backend]
     layers, fan_in = [], input_size
     for width in hidden_sizes:

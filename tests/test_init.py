@@ -124,7 +124,11 @@ def test_orthogonal_rows_or_columns_are_orthonormal_times_the_gain(shape):
     (lambda: minit.kaiming_uniform_(torch.empty(3, 2), mode="fan_avg"), "mode must be 'fan_in' or 'fan_out', got 'fan_avg'"),
     (lambda: minit.kaiming_uniform_(torch.empty(3, 2), nonlinearity="swish"), "nonlinearity must be one of .*'swish'"),
     (lambda: minit.calculate_gain("leaky_relu", True), "param .*negative slope.* got True"),
+    (lambda: minit.kaiming_uniform_(torch.empty(3, 2), a="x"), "^a \\(the negative slope of leaky_relu\\) .* got 'x'"),
     (lambda: build_mlp(4, [3], 2, init="he"), "init must be one of default, .*; got 'he'"),
+    (lambda: build_mlp(4, [3], 2, activation="gelu"), "^activation must be one of relu, sigmoid, tanh; got 'gelu'"),
+    (lambda: build_mlp(4, [3], 2, backend="Manual"), "^backend must be one of manual, native; got 'Manual'"),
+    (lambda: build_mlp(4, [3], 2, norm="group"), "^norm must be one of none, batch, layer; got 'group'"),
 ])
 def test_bad_arguments_are_refused_naming_them(call, message):
     with pytest.raises(ValueError, match=message):
