@@ -98,6 +98,7 @@ def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncon
     tolerance, and a mismatch is recorded under the failing tensor's name. gradchecks: also run gradcheck and
     gradgradcheck of `manual` on float64 copies of the inputs. tolerance: (rtol, atol) instead of the dtype's.
     """
+    check_arguments(inputs, input_names)
     dtype = next(t.dtype for t in inputs if is_float_tensor(t))
     device = str(next(t.device for t in inputs if isinstance(t, torch.Tensor)))
     result = Comparison(op or label, label, dtype, device)
@@ -129,6 +130,22 @@ def compare_fns(manual, native, inputs, input_names, label="op", upstream_noncon
         run_gradchecks(result, manual, [t.detach().double() if is_float_tensor(t) else t for t in inputs],
                        grad_positions)
     return result
+
+
+def check_arguments(inputs, input_names):
+    """compare_fns' inputs: a tuple of the arguments with a floating-point tensor among them, and one name each."""
+    if not isinstance(inputs, (tuple, list)):
+        raise TypeError(f"inputs must be a tuple of the functions' arguments, e.g. (x,) for one, got "
+                        f"{type(inputs).__name__}")
+    if isinstance(input_names, str) or not isinstance(input_names, (tuple, list)) or \
+            not all(isinstance(name, str) for name in input_names):
+        raise TypeError(f"input_names must be a tuple of names, one per input, e.g. ('input',), got {input_names!r}")
+    if len(input_names) != len(inputs):
+        raise ValueError(f"input_names must name each of the {len(inputs)} input(s), got {len(input_names)}: "
+                         f"{tuple(input_names)}")
+    if not any(is_float_tensor(value) for value in inputs):
+        raise ValueError("inputs must hold a floating-point tensor, whose gradient is compared; got "
+                         f"{[type(value).__name__ for value in inputs]}")
 
 
 def run_gradchecks(result, fn, inputs64, grad_positions=None):

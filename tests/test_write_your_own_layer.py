@@ -4,10 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from examples import softplus as example
-from manual_bp.testing import print_table
+from manual_bp.testing import compare_fns, print_table
 from tests.helpers import ROOT
 
 
@@ -65,3 +66,15 @@ def test_the_example_layer_works_with_jacrev_like_the_built_in_ones():
     x = torch.randn(4, dtype=torch.float64)
     jacobian = torch.func.jacrev(example.Softplus())(x)
     torch.testing.assert_close(jacobian, torch.diag(torch.sigmoid(x)))
+
+
+@pytest.mark.parametrize("inputs,names,error,message", [
+    (torch.randn(3), ("input",), TypeError, r"^inputs must be a tuple of the functions' arguments, e\.g\. \(x,\) for one, "
+                                            r"got Tensor$"),
+    ((torch.randn(3),), "input", TypeError, r"^input_names must be a tuple of names, one per input, .* got 'input'$"),
+    ((torch.randn(3),), ("input", "beta"), ValueError, r"^input_names must name each of the 1 input\(s\), got 2: "),
+    ((torch.tensor([1, 2]),), ("input",), ValueError, r"^inputs must hold a floating-point tensor"),
+])
+def test_compare_fns_names_a_wrong_argument(inputs, names, error, message):
+    with pytest.raises(error, match=message):
+        compare_fns(example.softplus, torch.nn.functional.softplus, inputs, names)
