@@ -77,12 +77,15 @@ class ManualOptimizer(torch.optim.Optimizer):
     def _check(self, param):
         name = type(self).__name__
         if param.grad.layout != torch.strided:
-            # torch's SGD and Adagrad take sparse gradients; for the others torch has SparseAdam
-            sparse_alternative = f"torch.optim.{name}" if name in ("SGD", "Adagrad") else "torch.optim.SparseAdam"
+            # NOTE: of torch's rules SGD and Adagrad take sparse gradients, and SparseAdam is Adam's sparse variant;
+            # torch has none for the others, so they are pointed to a dense gradient only
+            sparse_rule = {"SGD": "torch.optim.SGD", "Adagrad": "torch.optim.Adagrad",
+                           "Adam": "torch.optim.SparseAdam"}.get(name)
             raise RuntimeError(
                 f"manual_bp.optim.{name} does not support sparse gradients (a parameter of shape "
                 f"{tuple(param.shape)} has one, layout {param.grad.layout}): its update is written for dense tensors; "
-                f"use {sparse_alternative}, or make the layer's gradient dense (e.g. Embedding(sparse=False))")
+                + (f"use {sparse_rule}, or " if sparse_rule else "")
+                + "make the layer's gradient dense (e.g. Embedding(sparse=False))")
         if param.is_complex():
             raise TypeError(f"manual_bp.optim.{name} updates real parameters, got a complex one of shape "
                             f"{tuple(param.shape)} (its g² would have to be |g|²); use torch.optim.{name}, or "

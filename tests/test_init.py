@@ -2,6 +2,7 @@
 errors; manual_bp.nn.Linear and build_mlp initialised through it, identical to torch's."""
 import inspect
 import math
+import re
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 import manual_bp.init as minit
 import manual_bp.nn as mnn
 from models.mlp import INITIALISATIONS, build_mlp
+from tests.helpers import ROOT
 
 SHAPES = [(7, 5), (5, 7), (300, 784), (16, 3, 3, 3), (1, 1)]
 DTYPES = [torch.float32, torch.float64]
@@ -183,3 +185,11 @@ def test_build_mlp_gives_both_backends_the_same_weights(init, activation):
             gain = torch.nn.init.calculate_gain(activation)
             assert abs(first.std().item() / (gain / math.sqrt(30)) - 1) < 0.15
             assert abs(last.std().item() / (1 / math.sqrt(40)) - 1) < 0.3
+
+
+def test_the_docs_list_the_functions_there_are():
+    doc = (ROOT / "docs" / "initialisation.md").read_text()
+    listed = re.findall(r"`(\w+)`", doc.split("that an MLP's layers use\n", 1)[1].split("; not", 1)[0])
+    functions = [name for name in dir(minit) if not name.startswith("_") and (name.endswith("_") or name == "calculate_gain")]
+    assert sorted(listed) == functions
+    assert not any(hasattr(minit, name) for name in re.findall(r"`(\w+)`", doc.split("; not", 1)[1].split(")", 1)[0]))

@@ -129,11 +129,16 @@ def test_the_comparison_can_fail():
     assert largest_relative_difference(wrong, native) > 1e-3
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
-def test_sparse_gradients_are_refused_naming_the_rule(name):
+@pytest.mark.parametrize("name,advice", [
+    ("SGD", "use torch.optim.SGD, or make"), ("Adam", "use torch.optim.SparseAdam, or make"),
+    ("Adagrad", "use torch.optim.Adagrad, or make"),
+    ("AdamW", "dense tensors; make"), ("RMSprop", "dense tensors; make"),  # torch has no sparse variant of these
+])
+def test_sparse_gradients_are_refused_naming_the_rule(name, advice):
     embedding = torch.nn.Embedding(10, 3, sparse=True)
     embedding(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match=f"manual_bp.optim.{name} does not support sparse gradients.*shape \\(10, 3\\)"):
+    with pytest.raises(RuntimeError, match=f"manual_bp.optim.{name} does not support sparse gradients.*shape \\(10, 3\\)"
+                                           f".*{advice} the layer's gradient dense"):
         getattr(optim, name)(embedding.parameters(), lr=0.1).step()
 
 
