@@ -6,7 +6,7 @@ Light on purpose (argparse and the run folders only): a script that needs no tor
 import argparse
 from pathlib import Path
 
-from models.run_folder import claim_version
+from models.run_folder import RunFolderError, claim_version
 
 
 def parser_for(docstring):
@@ -26,10 +26,14 @@ def positive_int(text):
     return value
 
 
-def new_run_folder(logdir):
+def new_run_folder(parser, logdir):
     """A new folder logdir/version_<n> for this run, as train.py's runs: a second run never writes into the curves of
-    the first (TensorBoard would draw both as one line going back and forth)."""
-    return Path(logdir) / f"version_{claim_version(logdir)}"
+    the first (TensorBoard would draw both as one line going back and forth). A logdir that cannot hold one is the
+    parser's error, naming --logdir."""
+    try:
+        return Path(logdir) / f"version_{claim_version(logdir, option='--logdir')}"
+    except RunFolderError as error:
+        parser.error(str(error))
 
 
 def report(figure, out, verdict_lines, where=""):

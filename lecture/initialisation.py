@@ -184,7 +184,7 @@ def main(argv=None):
         results = run(args.data_dir, args.epochs)
     except DATA_ERRORS as error:
         parser.error(data_error_line(error))
-    folder = new_run_folder(args.logdir) if args.logdir else None
+    folder = new_run_folder(parser, args.logdir) if args.logdir else None
     figure = statistics_figure(results)
     path = Path(args.figure or (folder or Path()) / "initialisation.png")
     path.parent.mkdir(parents=True, exist_ok=True)

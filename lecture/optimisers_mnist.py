@@ -118,7 +118,7 @@ def main(argv=None):
         data = MNISTDataModule(args.data_dir, download=False, val_size=args.val_size).load()
     except DATA_ERRORS as error:
         parser.error(data_error_line(error))
-    folder = new_run_folder(args.logdir)
+    folder = new_run_folder(parser, args.logdir)
     results = {}
     for rule in RULES:
         with SummaryWriter(str(folder / rule.replace(" ", "_"))) as writer:

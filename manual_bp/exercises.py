@@ -122,7 +122,7 @@ def gradients_checked(function, input_names):
             if grad is None and needed:
                 raise GradientError(f"grad {name} is None, but {name} needs a gradient: return ∂L/∂{name} (None "
                                     "only for an input that gets none)")
-            if isinstance(grad, torch.Tensor) and tuple(grad.shape) != shape:
+            if isinstance(grad, torch.Tensor) and shape is not None and tuple(grad.shape) != shape:
                 hint = ("a sum missing?" if grad.dim() > len(shape) else "a sum too many?" if grad.dim() < len(shape)
                         else "a transpose or a sum missing?")
                 raise GradientError(f"grad {name} has shape {tuple(grad.shape)}, expected {shape}: {hint}")

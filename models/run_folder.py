@@ -26,9 +26,10 @@ class RunFolderError(RuntimeError):
     """A run folder cannot be used: another process writes in it, or it cannot be created (one line)."""
 
 
-def claim_version(root):
+def claim_version(root, option="--trainer.logger.init_args.save_dir"):
     """n of a new, empty folder root/version_n created here: one more than the largest there, or the next free one
-    when another process creates that one first. RunFolderError when root cannot hold folders."""
+    when another process creates that one first. RunFolderError when root cannot hold folders (naming `option`, the
+    command-line option that gives root)."""
     root = Path(root)
     made = [folder for folder in (root, *root.parents) if not folder.exists()]
     try:
@@ -45,7 +46,7 @@ def claim_version(root):
                 number += 1
     except OSError as error:  # not writable, a file in the way, ...
         raise RunFolderError(f"cannot create a run folder in {root}: {error.strerror or error}; give a writable "
-                             "folder with --trainer.logger.init_args.save_dir") from None
+                             f"folder with {option}") from None
 
 
 def lock_run_folder(folder):

@@ -48,10 +48,11 @@ def test_a_module_refuses_an_argument_it_does_not_take_in_one_line(module, capsy
     ("optimisers_mnist", ["--val_size", "x"], "argument --val_size: must be an integer >= 1, got 'x'"),
     ("optimisers_mnist", ["--data_dir", "no/such/folder"], "no/such/folder"),
     ("initialisation", ["--data_dir", "no/such/folder"], "no/such/folder"),
+    ("initialisation", ["--epochs", "1", "--logdir", "/dev/null/runs"], "give a writable folder with --logdir"),
 ])
-def test_a_bad_number_or_data_folder_is_one_error_line_before_any_work(module, argv, message, capsys, tmp_path):
+def test_a_bad_number_data_folder_or_logdir_is_one_error_line_and_leaves_no_run_folder(module, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as stopped:
-        importlib.import_module(f"lecture.{module}").main([*argv, "--logdir", str(tmp_path / "runs")])
+        importlib.import_module(f"lecture.{module}").main(["--logdir", str(tmp_path / "runs"), *argv])
     error = capsys.readouterr().err.splitlines()
     assert stopped.value.code == 2 and error[-1].split(": error: ")[1].count(message) == 1, error
     assert not (tmp_path / "runs").exists()  # no run folder for a run that did not start
