@@ -76,14 +76,15 @@ logging.getLogger("lightning_fabric.utilities.seed").addFilter(lambda record: "S
 NEEDS_A_LOGGER = (LearningRateMonitor, GradientStatistics, LayerStatistics, NativeGradientCheck, TestReport,
                   SaveConfigCallback)
 # The two checkpoints' defaults (--checkpoint.*, --resume_checkpoint.*): best-epochNN.ckpt by validation accuracy (for
-# testing), and last.ckpt beside each new best ... and last.ckpt every N training steps too, so a run killed outright
-# (kill -9, power lost) loses at most N steps; Ctrl-C and SIGTERM save at the batch they stop at. NOTE: 500, about an
-# epoch of the default run: a write takes 10–13 ms on the CPU and 32 ms on an H100 (docs/benchmarks.md), the time of
-# several steps
+# testing), and last.ckpt beside each new best ... and every N training steps too, so a run killed outright (kill -9,
+# power lost) loses at most N steps, and at the end of training, so that it holds the final weights; Ctrl-C and SIGTERM
+# save at the batch they stop at. NOTE: 500, about an epoch of the default run: a write takes 10–13 ms on the CPU and
+# 32 ms on an H100 (docs/benchmarks.md), the time of several steps
 CHECKPOINTS = {
     "checkpoint": {"monitor": "acc/val", "mode": "max", "save_last": True, "filename": "best-epoch{epoch:02d}",
                    "auto_insert_metric_name": False, "enable_version_counter": False},
-    "resume_checkpoint": {"filename": "last", "every_n_train_steps": 500, "enable_version_counter": False},
+    "resume_checkpoint": {"filename": "last", "every_n_train_steps": 500, "enable_version_counter": False,
+                          "save_on_train_end": True},
 }
 
 
@@ -135,6 +136,7 @@ class ManualBPCLI(LightningCLI):
         return (self.config[subcommand] if subcommand else self.config), subcommand in (None, "fit")
 
     def parse_arguments(self, parser, args):
+        parser.given = list(sys.argv[1:] if args is None else args)  # NOTE: for its errors (cli/parser.py)
         super().parse_arguments(parser, args)
         # NOTE: here, before anything is written, and before LightningCLI's `fit --ckpt_path` silently replaces the
         # model settings given with the checkpoint's

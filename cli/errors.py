@@ -37,10 +37,14 @@ def check_accelerator(accelerator):
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
-def concise(message, options=()):
+SUBCOMMANDS = "fit, validate, test or predict, or none (fit, then test)"
+
+
+def concise(message, options=(), arguments=()):
     """The jsonargparse error `message` as one line naming the option, or the message itself if not recognised.
 
     options: the parser's option names (`trainer.max_epochs`, `model.lr`, ...), to suggest one for a misspelt name.
+    arguments: the command-line arguments, to name the option of a section that was given no value.
     """
     keys = re.findall(r'Parser key "([^"]+)"', message)
     option = "--" + ".".join(keys)
@@ -58,8 +62,18 @@ def concise(message, options=()):
         hint = suggestion or f" (list them: python train.py {option}.help {owner.group(2)})"
         return f"{option}.{unknown.group(1)} is not an option of {owner.group(2)}{hint}"
     if unrecognized := re.match(r"unrecognized arguments: (.*)", message):
-        names = [token.split("=")[0] for token in unrecognized.group(1).split() if re.match(r"--?[A-Za-z]", token)]
+        tokens = unrecognized.group(1).split()
+        names = [token.split("=")[0] for token in tokens if re.match(r"--?[A-Za-z]", token)]
+        if not names:  # NOTE: a word where a subcommand goes (fitt), or a value after an option that takes none
+            return f"{tokens[0]} is not a subcommand: use {SUBCOMMANDS}; options start with --"
         return "; ".join(f"{name} is not an option{did_you_mean(name.lstrip('-'), options, '--')}" for name in names)
+    if empty := re.match(r"argument (--\w+): expected one argument", message):
+        # NOTE: argparse names the section; the option given without its value is the last of that section
+        within = [token for index, token in enumerate(arguments) if token.startswith(empty.group(1) + ".")
+                  and (index + 1 == len(arguments) or arguments[index + 1].startswith("--"))]
+        return f"{within[-1] if within else empty.group(1)} needs a value"
+    if {"bool", "int"} <= set(re.findall(r"Expected a <class '(\w+)'>", message)):
+        return f"{option} must be true, false or an integer, got {value}"
     if choices := re.search(r"Expected a typing\.Literal\[(.*?)\]", message):
         allowed = ", ".join(choice.strip(" '\"") for choice in choices.group(1).split(","))
         return f"{option} must be one of {allowed}, got {value}"
@@ -81,7 +95,8 @@ def did_you_mean(name, options, prefix):
         scored = sorted(((difflib.SequenceMatcher(None, leaf, option.rsplit(".", 1)[-1]).ratio(), option)
                          for option in options), reverse=True)
     if not scored or scored[0][0] < 0.75:
-        return ""
+        longer = [prefix + option for option in options if option.startswith(name)][:3]  # --ckpt: --ckpt_path
+        return f"; did you mean {' or '.join(longer)}?" if longer else ""
     best = [prefix + option for score, option in scored if score == scored[0][0]][:3]
     return f"; did you mean {' or '.join(best)}?"
 

@@ -43,6 +43,7 @@ class ConciseParser(LightningArgumentParser):
     the top-level options and the sections; each section's options with --<section>.help."""
 
     help_section = None  # the section whose options the help shows; None: the short help
+    given = ()  # the command-line arguments (set by train.py's CLI before it parses): to name an option left empty
     sections = None  # the argument group of the --<section>.help options
 
     def add_section_helps(self, sections):
@@ -75,8 +76,11 @@ class ConciseParser(LightningArgumentParser):
     def error(self, message, ex=None):
         if not self.exit_on_error:
             return super().error(message, ex)
-        # NOTE: the option names only for an unknown option: then the defaults (configs/mnist.yaml) are sound
+        # NOTE: the option names only for an unknown option: then the defaults (configs/mnist.yaml) are sound; with
+        # the parser's own options (--print_config, --ckpt_path, ...; argparse keeps them in _actions)
         unknown = message.startswith("unrecognized arguments") or "is not accepted" in message
-        options = option_names(self.get_defaults()) if unknown else ()
-        sys.stderr.write(f"error: {concise(message, options)}\n(python train.py --help lists the options)\n")
+        options = option_names(self.get_defaults()) + [name.lstrip("-") for action in self._actions
+                                                       for name in action.option_strings] if unknown else ()
+        message = concise(message, options, self.given)
+        sys.stderr.write(f"error: {message}\n(python train.py --help lists the options)\n")
         sys.exit(2)

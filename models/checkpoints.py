@@ -136,6 +136,11 @@ def newest_good_checkpoint(folder, skip=None):
 class CachedKeyModelCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint (the same arguments, files and state): saves every N steps or epochs, or the best.
 
+    Args beyond ModelCheckpoint's:
+        save_on_train_end: also write the checkpoint when training ends, at its last step: a step-wise `last.ckpt`
+            then holds the fit's final weights, not those of its last multiple of every_n_train_steps (nor those of
+            the last new best, which Lightning's save_last writes), and resuming a finished run has nothing to redo.
+
     Two things differ, both for speed: its `state_key` (the name its state is saved under in a checkpoint) is formed
     once, not on every call, and on a step where no save is due its on_train_batch_end returns at once.
     NOTE: Lightning reads a callback's state_key on every call of every hook (for the profiler's label), six or more
@@ -149,8 +154,9 @@ class CachedKeyModelCheckpoint(ModelCheckpoint):
     subclass).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, save_on_train_end: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.save_on_train_end = save_on_train_end
         bound = inspect.signature(ModelCheckpoint).bind(*args, **kwargs).arguments
         # the step interval (0: none) and time interval (None: none) as ModelCheckpoint takes them
         self.step_interval = bound.get("every_n_train_steps") or 0
@@ -168,6 +174,12 @@ class CachedKeyModelCheckpoint(ModelCheckpoint):
         if self.time_interval is None and (self.step_interval < 1 or trainer.global_step % self.step_interval):
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_end(self, trainer, pl_module):
+        super().on_train_end(trainer, pl_module)
+        if self.save_on_train_end and not trainer.fast_dev_run:  # NOTE: a fast_dev_run writes no checkpoint
+            # NOTE: Trainer.save_checkpoint, the public way: every process calls it, the first one writes
+            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=self.save_weights_only)
 
 
 class FollowMovedRunFolder(pl.Callback):

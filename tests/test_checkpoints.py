@@ -200,7 +200,8 @@ def test_a_cached_key_checkpoint_keeps_its_state_under_lightnings_key(settings):
     ours = CachedKeyModelCheckpoint(**settings)
     # Lightning's key for the same settings (so a checkpoint written with either class restores into the other),
     # formed once
-    assert ours.state_key == ModelCheckpoint(**settings).state_key
+    lightnings = {name: value for name, value in settings.items() if name != "save_on_train_end"}  # not its argument
+    assert ours.state_key == ModelCheckpoint(**lightnings).state_key
     assert ours.state_key is ours.state_key
 
 
@@ -222,3 +223,28 @@ def test_a_cached_key_checkpoint_saves_at_the_steps_modelcheckpoint_saves_at(mni
         saved[kind] = sorted(path.name for path in folder.iterdir()), state
     assert saved[CachedKeyModelCheckpoint] == saved[ModelCheckpoint]
     assert len(saved[ModelCheckpoint][0]) >= 2
+
+
+@pytest.mark.parametrize("save_on_train_end", [True, False])
+def test_a_step_wise_last_checkpoint_holds_the_final_weights_with_save_on_train_end(mnist_slice, tmp_path,
+                                                                                     save_on_train_end):
+    last = CachedKeyModelCheckpoint(dirpath=tmp_path, filename="last", every_n_train_steps=3,
+                                    save_on_train_end=save_on_train_end)
+    trainer, model, _ = fit(mnist_slice, {"hidden_sizes": [16]}, callbacks=[last], max_steps=7,
+                            enable_checkpointing=True, limit_val_batches=0)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    final = all(torch.equal(saved["state_dict"][name], value) for name, value in model.state_dict().items())
+    # saves at steps 3 and 6; the fit ends at step 7
+    assert (saved["global_step"], final) == ((7, True) if save_on_train_end else (6, False))
+    assert [path.name for path in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_last_ckpt_holds_a_finished_runs_last_step_and_resuming_it_trains_nothing_more(mnist_slice, tmp_path, capsys):
+    # NOTE: without the best checkpoint's copy beside each new best, which may or may not fall on the last epoch
+    args = cli_args(mnist_slice, tmp_path, "--data.train_subset", "640", "--checkpoint.save_last", "false")
+    assert cli_main(args).trainer.global_step == 10
+    last = tmp_path / "mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 10
+    capsys.readouterr()
+    cli = cli_main([*args, "--ckpt_path", str(last)])
+    assert cli.trainer.global_step == 10 and "epoch " not in capsys.readouterr().out

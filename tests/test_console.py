@@ -115,6 +115,12 @@ def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames
     (["--trainer.max_epoch", "3"], "--trainer.max_epoch is not an option; did you mean --trainer.max_epochs?"),
     (["--max_epochs", "3"], "--max_epochs is not an option; did you mean --trainer.max_epochs?"),
     (["--trainer.no_such_key", "3"], "--trainer.no_such_key is not an option"),
+    (["--print_conf"], "--print_conf is not an option; did you mean --print_config?"),  # train.py's own options
+    (["--ckpt", "x"], "--ckpt is not an option; did you mean --ckpt_path?"),  # the start of one
+    (["--model.lr"], "--model.lr needs a value"),  # not argparse's "--model: expected one argument"
+    (["--seed_everything", "abc"], "--seed_everything must be true, false or an integer, got abc"),
+    (["fitt"], "fitt is not a subcommand: use fit, validate, test or predict, or none (fit, then test); options "
+               "start with --"),
 ])
 def test_a_bad_option_is_one_line_naming_it(args, hint):
     run = train_py(*args, "--print_config")
