@@ -24,6 +24,7 @@ run.
 import errno
 import logging
 import os
+import re
 import shlex
 import sys
 import threading
@@ -324,6 +325,17 @@ def cli_main(args=None):
             raise
         print(no_space_message(error, getattr(ManualBPCLI.running, "trainer", None)), file=sys.stderr)
         sys.exit(1)
+    except MisconfigurationException as error:
+        missing = re.search(r"ModelCheckpoint\(monitor='(.*?)'\)`? could not find the monitored key in the returned "
+                            r"metrics: \[(.*?)\]", str(error))
+        if not missing:
+            raise
+        # NOTE: Lightning finds it at the first validation's end, with a 40-line traceback
+        logged = ", ".join(key.strip("' ") for key in missing.group(2).split(",") if key.strip("' ") not in ("epoch",
+                                                                                                        "step"))
+        print(f"error: --checkpoint.monitor {missing.group(1)} is not a metric of this run; it logs {logged}",
+              file=sys.stderr)
+        sys.exit(2)
     except SIGTERMException:  # Lightning's own SIGTERM handling (outside the training steps) exits with status 0
         print("error: stopped by SIGTERM outside the training steps (nothing more was saved)", file=sys.stderr)
         sys.exit(143)

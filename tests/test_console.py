@@ -214,3 +214,10 @@ def test_a_checkpoint_in_a_folder_that_does_not_exist_names_the_missing_folder(t
     assert str(error.value) == (f"no checkpoint at {path}; there is no folder {tmp_path / 'runs' / 'mnist' / 'version_9'}"
                                 ": check the path (a run's checkpoints are in "
                                 "<save_dir>/<name>/version_<n>/checkpoints/)")
+
+
+def test_a_monitored_metric_the_run_does_not_log_is_one_line_naming_the_ones_it_does(mnist_slice, tmp_path):
+    run = train_py(*cli_args(mnist_slice, tmp_path, "--trainer.max_epochs", "1", "--checkpoint.monitor", "acc/vall"))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1] == ("error: --checkpoint.monitor acc/vall is not a metric of this run; it logs "
+                                           "loss/val, acc/val, loss/train, acc/train")
