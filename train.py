@@ -146,6 +146,10 @@ class ManualBPCLI(LightningCLI):
         path = config.get("ckpt_path")
         if path == "hpc" or path is None:
             path = hpc_checkpoint(config, path)
+        if not fitting and not path:  # NOTE: Lightning would test (validate, predict) the untrained weights, exit 0
+            subcommand = self.config.subcommand
+            parser.error(f"{subcommand} needs --ckpt_path, the checkpoint to {subcommand} (e.g. a run's "
+                         "checkpoints/best-epochNN.ckpt or last.ckpt): without one the weights are untrained")
         if path and path not in LIGHTNING_CKPT_NAMES:
             checkpoint = resume_checkpoint(path)
             if fitting:

@@ -221,3 +221,13 @@ def test_a_monitored_metric_the_run_does_not_log_is_one_line_naming_the_ones_it_
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.splitlines()[-1] == ("error: --checkpoint.monitor acc/vall is not a metric of this run; it logs "
                                            "loss/val, acc/val, loss/train, acc/train")
+
+
+@pytest.mark.parametrize("subcommand", ["test", "validate"])
+def test_testing_without_a_checkpoint_is_refused_in_one_line(subcommand, tmp_path):
+    run = train_py(subcommand, "--data.data_dir", "nowhere", cwd=tmp_path)
+    assert run.returncode == 2 and run.stdout == "" and list(tmp_path.iterdir()) == []
+    assert run.stderr.splitlines() == [
+        f"error: {subcommand} needs --ckpt_path, the checkpoint to {subcommand} (e.g. a run's "
+        "checkpoints/best-epochNN.ckpt or last.ckpt): without one the weights are untrained",
+        "(python train.py --help lists the options)"]
