@@ -238,7 +238,8 @@ def test_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkp
                             "--model.lr_schedule", "none", "--resume_checkpoint.every_n_train_steps", "1"))
     err = capsys.readouterr().err
     assert exit_info.value.code == 1
-    message = re.search(r"error: the gradient became NaN or infinite at step (\d+) .*last good checkpoint is (\S+)\. "
+    message = re.search(r"error: the gradient became NaN or infinite at step (\d+) \(epoch 1/2\); .*last good "
+                        r"checkpoint is (\S+)\. "
                         r"Likely cause: the learning rate \(lr=1000000.0\) is too high", err)
     assert message, err[-2000:]
     checkpoint = torch.load(message.group(2), weights_only=False)
