@@ -62,6 +62,9 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Nothing foreign on the console: a deprecation inside Lightning itself (torch 2.14's pytree), and Lightning's advert
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# ... nor, under DDP, Lightning's advice to log the epoch's training sums with sync_dist: TrainingSteps logs them
+# summed over the processes already (strategy.reduce)
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(loss|acc)/train'")
 # ... nor torch's notice that its autograd thread set up the CUDA context for the first backward's cuBLAS call
 warnings.filterwarnings("ignore", message="Attempting to run cuBLAS, but there was no current CUDA context")
 # ... nor "GPU available: False", "TPU available: False" (where there is a GPU, whether it is used stays), nor the
@@ -142,6 +145,8 @@ class ManualBPCLI(LightningCLI):
         # NOTE: here, before anything is written, and before LightningCLI's `fit --ckpt_path` silently replaces the
         # model settings given with the checkpoint's
         config, fitting = self.run_config()
+        if not fitting:  # NOTE: a checkpoint's bookkeeping of its own folder, which test / validate / predict never use
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
         check_accelerator(config.trainer.get("accelerator"))
         path = config.get("ckpt_path")
         if path == "hpc" or path is None:
