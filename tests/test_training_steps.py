@@ -276,7 +276,7 @@ def test_the_non_finite_check_finds_one_bad_element_in_any_gradient(bad):
         parameter.grad = torch.ones_like(parameter)
     if bad is not None:
         model.net[2].bias.grad[3] = bad  # the last parameter's gradient, one element
-    trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+    trainer = SimpleNamespace(global_step=5, current_epoch=0, max_epochs=1, checkpoint_callbacks=[])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     if bad is None:
         TrainingSteps().on_before_optimizer_step(trainer, model, optimizer)
@@ -292,7 +292,7 @@ def test_the_non_finite_check_works_whatever_the_default_dtype():
         for parameter in model.parameters():
             parameter.grad = torch.ones_like(parameter)
         model.net[2].bias.grad[3] = math.nan
-        trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+        trainer = SimpleNamespace(global_step=5, current_epoch=0, max_epochs=1, checkpoint_callbacks=[])
         with pytest.raises(NonFiniteLossError, match="at step 5 "):
             TrainingSteps().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
     finally:
@@ -303,7 +303,7 @@ def test_the_non_finite_check_of_float16_gradients_cannot_overflow():
     model = MNISTClassifier(hidden_sizes=(128,)).half()
     for parameter in model.parameters():
         parameter.grad = torch.ones_like(parameter)  # 101,770 ones: a float16 sum of them would overflow 65504 to inf
-    trainer = SimpleNamespace(global_step=5, current_epoch=0, checkpoint_callbacks=[])
+    trainer = SimpleNamespace(global_step=5, current_epoch=0, max_epochs=1, checkpoint_callbacks=[])
     TrainingSteps().on_before_optimizer_step(trainer, model, torch.optim.SGD(model.parameters(), lr=0.1))
 
 
