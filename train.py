@@ -340,8 +340,8 @@ def cli_main(args=None):
         if not missing:
             raise
         # NOTE: Lightning finds it at the first validation's end, with a 40-line traceback
-        logged = ", ".join(key.strip("' ") for key in missing.group(2).split(",") if key.strip("' ") not in ("epoch",
-                                                                                                        "step"))
+        keys = [key.strip("' ") for key in missing.group(2).split(",")]
+        logged = ", ".join(key for key in keys if key not in ("epoch", "step"))  # NOTE: Lightning's own two left out
         print(f"error: --checkpoint.monitor {missing.group(1)} is not a metric of this run; it logs {logged}",
               file=sys.stderr)
         sys.exit(2)
