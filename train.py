@@ -40,7 +40,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import AcceleratorError, check_accelerator, value_error
+from cli.errors import SUBCOMMANDS, AcceleratorError, check_accelerator, value_error
 from cli.parser import HELP, SECTIONS, ConciseParser
 from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeError, check_same_settings,
                         hpc_checkpoint, resume_checkpoint, resume_command, resume_command_for, train_py)
@@ -55,7 +55,6 @@ from models.run_folder import RunFolderError, lock_run_folder, release_run_folde
 from models.training_steps import TrainingSteps
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "mnist.yaml"
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # A step-wise checkpoint holds the state after step N with global_step N and the loader past batch N, and a resume
 # from it continues at the batch it stopped after: MNISTDataModule's state_dict holds the position in the epoch, so
 # Lightning's "dataloader is not resumable" does not apply (tested bit for bit)
@@ -140,7 +139,6 @@ class ManualBPCLI(LightningCLI):
         return (self.config[subcommand] if subcommand else self.config), subcommand in (None, "fit")
 
     def parse_arguments(self, parser, args):
-        parser.given = list(sys.argv[1:] if args is None else args)  # NOTE: for its errors (cli/parser.py)
         super().parse_arguments(parser, args)
         # NOTE: here, before anything is written, and before LightningCLI's `fit --ckpt_path` silently replaces the
         # model settings given with the checkpoint's
@@ -309,12 +307,16 @@ def cli_main(args=None):
     ManualBPCLI.running = None
     subcommand = bool(argv) and argv[0] in SUBCOMMANDS
     # NOTE: allow_abbrev=False: a misspelt --trainer.max_epoch is an error, not a silent prefix of max_epochs
-    defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "allow_abbrev": False, "description": HELP,
-                "usage": "python train.py [fit|validate|test|predict] [--config FILE] [--section.key VALUE ...]"}
+    top_level = {"allow_abbrev": False, "description": HELP,
+                 "usage": "python train.py [fit|validate|test|predict] [--config FILE] [--section.key VALUE ...]"}
+    # NOTE: a subcommand's parser reads the default config; the parser before it only takes the subcommand, and
+    # without allow_abbrev=False there jsonargparse would let `fit --trainer.max_epoch 3` set max_epochs
+    defaults = {**top_level, "default_config_files": [str(DEFAULT_CONFIG)]}
     try:
         cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                          subclass_mode_data=True, args=args, run=subcommand, parser_class=ConciseParser,
-                          parser_kwargs={name: defaults for name in SUBCOMMANDS} if subcommand else defaults)
+                          subclass_mode_data=True, args=args, run=subcommand, parser_class=ConciseParser.for_arguments(argv),
+                          parser_kwargs=({**top_level, **{name: defaults for name in SUBCOMMANDS}} if subcommand
+                                         else defaults))
         if not subcommand:
             cli.fit_and_test()
     except (AcceleratorError, ResumeError, RunFolderError) as error:

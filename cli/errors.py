@@ -37,7 +37,7 @@ def check_accelerator(accelerator):
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
-SUBCOMMANDS = "fit, validate, test or predict, or none (fit, then test)"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")  # LightningCLI's; train.py without one fits, then tests
 
 
 def concise(message, options=(), arguments=()):
@@ -64,8 +64,11 @@ def concise(message, options=(), arguments=()):
     if unrecognized := re.match(r"unrecognized arguments: (.*)", message):
         tokens = unrecognized.group(1).split()
         names = [token.split("=")[0] for token in tokens if re.match(r"--?[A-Za-z]", token)]
-        if not names:  # NOTE: a word where a subcommand goes (fitt), or a value after an option that takes none
-            return f"{tokens[0]} is not a subcommand: use {SUBCOMMANDS}; options start with --"
+        if not names and tokens[0] == next(iter(arguments), None):  # NOTE: a word where a subcommand goes (fitt)
+            return (f"{tokens[0]} is not a subcommand: use {', '.join(SUBCOMMANDS[:-1])} or {SUBCOMMANDS[-1]}, or "
+                    "none (fit, then test); options start with --")
+        if not names:  # NOTE: a value after an option that takes none, or a word after the subcommand
+            return f"{tokens[0]} is neither an option (those start with --) nor the value of one"
         return "; ".join(f"{name} is not an option{did_you_mean(name.lstrip('-'), options, '--')}" for name in names)
     if empty := re.match(r"argument (--\w+): expected one argument", message):
         # NOTE: argparse names the section; the option given without its value is the last of that section

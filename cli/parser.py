@@ -43,7 +43,7 @@ class ConciseParser(LightningArgumentParser):
     the top-level options and the sections; each section's options with --<section>.help."""
 
     help_section = None  # the section whose options the help shows; None: the short help
-    given = ()  # the command-line arguments (set by train.py's CLI before it parses): to name an option left empty
+    arguments = ()  # the command line (for_arguments): to name an option given without its value
     sections = None  # the argument group of the --<section>.help options
 
     def add_section_helps(self, sections):
@@ -73,6 +73,12 @@ class ConciseParser(LightningArgumentParser):
             return group.title == "default config file locations"
         return all(key == self.help_section or key.startswith(self.help_section + ".") for key in keys)
 
+    @classmethod
+    def for_arguments(cls, arguments):
+        """This parser class for one command line (`arguments`), which its errors can then quote: every parser
+        LightningCLI makes from it, a subcommand's too, knows the whole line."""
+        return type(cls.__name__, (cls,), {"arguments": tuple(arguments)})
+
     def error(self, message, ex=None):
         if not self.exit_on_error:
             return super().error(message, ex)
@@ -81,6 +87,6 @@ class ConciseParser(LightningArgumentParser):
         unknown = message.startswith("unrecognized arguments") or "is not accepted" in message
         options = option_names(self.get_defaults()) + [name.lstrip("-") for action in self._actions
                                                        for name in action.option_strings] if unknown else ()
-        message = concise(message, options, self.given)
+        message = concise(message, options, self.arguments)
         sys.stderr.write(f"error: {message}\n(python train.py --help lists the options)\n")
         sys.exit(2)

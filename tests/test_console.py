@@ -121,6 +121,10 @@ def test_a_run_on_a_terminal_resumed_through_a_pipe_shows_no_progress_bar_frames
     (["--seed_everything", "abc"], "--seed_everything must be true, false or an integer, got abc"),
     (["fitt"], "fitt is not a subcommand: use fit, validate, test or predict, or none (fit, then test); options "
                "start with --"),
+    # the same after a subcommand
+    (["fit", "--model.lr"], "--model.lr needs a value"),
+    (["fit", "--trainer.max_epoch", "3"], "--trainer.max_epoch is not an option; did you mean --trainer.max_epochs?"),
+    (["fit", "3"], "3 is neither an option (those start with --) nor the value of one"),
 ])
 def test_a_bad_option_is_one_line_naming_it(args, hint):
     run = train_py(*args, "--print_config")
