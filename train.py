@@ -24,7 +24,6 @@ run.
 import errno
 import logging
 import os
-import re
 import shlex
 import sys
 import threading
@@ -40,7 +39,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from cli.errors import SUBCOMMANDS, AcceleratorError, check_accelerator, value_error
+from cli.errors import SUBCOMMANDS, AcceleratorError, check_accelerator, unlogged_monitor, value_error
 from cli.parser import HELP, SECTIONS, ConciseParser
 from cli.resume import (LIGHTNING_CKPT_NAMES, RESUME_COMMAND, SETTINGS, ResumeError, check_same_settings,
                         hpc_checkpoint, resume_checkpoint, resume_command, resume_command_for, train_py)
@@ -302,6 +301,11 @@ def quiet_writer_threads(hook_args):
 
 def cli_main(args=None):
     """`args` instead of the command line (tests); a first argument fit|validate|test|predict runs that subcommand."""
+    with warnings.catch_warnings():  # NOTE: the warning filters a run adds for itself (parse_arguments) end with it
+        return run_cli(args)
+
+
+def run_cli(args):
     argv = sys.argv[1:] if args is None else args
     threading.excepthook = quiet_writer_threads
     ManualBPCLI.running = None
@@ -337,15 +341,10 @@ def cli_main(args=None):
         print(no_space_message(error, getattr(ManualBPCLI.running, "trainer", None)), file=sys.stderr)
         sys.exit(1)
     except MisconfigurationException as error:
-        missing = re.search(r"ModelCheckpoint\(monitor='(.*?)'\)`? could not find the monitored key in the returned "
-                            r"metrics: \[(.*?)\]", str(error))
-        if not missing:
+        line = unlogged_monitor(error)
+        if line is None:
             raise
-        # NOTE: Lightning finds it at the first validation's end, with a 40-line traceback
-        keys = [key.strip("' ") for key in missing.group(2).split(",")]
-        logged = ", ".join(key for key in keys if key not in ("epoch", "step"))  # NOTE: Lightning's own two left out
-        print(f"error: --checkpoint.monitor {missing.group(1)} is not a metric of this run; it logs {logged}",
-              file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     except SIGTERMException:  # Lightning's own SIGTERM handling (outside the training steps) exits with status 0
         print("error: stopped by SIGTERM outside the training steps (nothing more was saved)", file=sys.stderr)

@@ -138,3 +138,16 @@ def value_error(error, config):
     if len(found) > 1 and given is not None:  # grad_check and layer_stats both have every_n_steps: the one given
         found = [(section, value) for section, value in found if str(value) == given]
     return f"--{found[0][0]}.{message}" if len(found) == 1 else message
+
+
+def unlogged_monitor(error):
+    """Lightning's error for a --checkpoint.monitor that the run does not log, as one line naming the metrics it does
+    log (None for any other error). NOTE: Lightning finds it at the first validation's end, with a 40-line traceback.
+    """
+    missing = re.search(r"ModelCheckpoint\(monitor='(.*?)'\)`? could not find the monitored key in the returned "
+                        r"metrics: \[(.*?)\]", str(error))
+    if not missing:
+        return None
+    keys = [key.strip("' ") for key in missing.group(2).split(",")]
+    logged = ", ".join(key for key in keys if key not in ("epoch", "step"))  # NOTE: Lightning's own two left out
+    return f"--checkpoint.monitor {missing.group(1)} is not a metric of this run; it logs {logged}"

@@ -39,7 +39,7 @@ class EpochlessTensorBoardLogger(TensorBoardLogger):
         if rank_zero_only.rank != 0 or "://" in str(self.root_dir):  # other ranks write no files
             return super().version
         if self._version is None:
-            self._version = claim_version(self.root_dir)
+            self._version = claim_version(self.root_dir, "--trainer.logger.init_args.save_dir")
         if not getattr(self, "_locked", False):
             folder = self._version if isinstance(self._version, str) else f"version_{self._version}"
             lock_run_folder(Path(self.root_dir) / folder)

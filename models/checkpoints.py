@@ -179,7 +179,8 @@ class CachedKeyModelCheckpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.save_on_train_end and not trainer.fast_dev_run:  # NOTE: a fast_dev_run writes no checkpoint
             # NOTE: Trainer.save_checkpoint, the public way: every process calls it, the first one writes
-            trainer.save_checkpoint(self.format_checkpoint_name({}), weights_only=self.save_weights_only)
+            metrics = {"epoch": trainer.current_epoch, "step": trainer.global_step}  # NOTE: for a templated name
+            trainer.save_checkpoint(self.format_checkpoint_name(metrics), weights_only=self.save_weights_only)
 
 
 class FollowMovedRunFolder(pl.Callback):

@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from models.console import epoch_label
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss or a gradient became NaN or infinite; training stopped before the weights were changed by it."""
@@ -127,10 +129,8 @@ def non_finite_error(trainer, pl_module, what, step):
     last_good = resume_checkpoint_path(trainer)
     kept = (f"the last good checkpoint is {last_good}" if last_good and last_good.is_file()
             else "no checkpoint had been written yet")
-    # NOTE: the epoch as the epoch lines print it, from 1 (Lightning counts from 0)
-    epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
     return NonFiniteLossError(
-        f"{what} became NaN or infinite at step {step} (epoch {trainer.current_epoch + 1}{epochs}); "
+        f"{what} became NaN or infinite at step {step} ({epoch_label(trainer)}); "
         f"training stopped and {kept}. Likely cause: the learning rate{f' (lr={lr})' if lr else ''} is too high "
         "for this model and loss - lower it (--model.lr) or add a schedule with warm-up; else check the data "
         "for NaN or infinite values."

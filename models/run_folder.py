@@ -26,7 +26,7 @@ class RunFolderError(RuntimeError):
     """A run folder cannot be used: another process writes in it, or it cannot be created (one line)."""
 
 
-def claim_version(root, option="--trainer.logger.init_args.save_dir"):
+def claim_version(root, option):
     """n of a new, empty folder root/version_n created here: one more than the largest there, or the next free one
     when another process creates that one first. RunFolderError when root cannot hold folders (naming `option`, the
     command-line option that gives root)."""
