@@ -1,7 +1,7 @@
 """Where do we start our search? A deep MLP from four starting points, with tanh and with ReLU.
 
     python -m lecture.initialisation          # a few seconds on 2 CPU cores; --help for the options
-    python -m lecture.initialisation --figure docs/figures/initialisation.png   # the docs' figure
+    python -m lecture.initialisation --out docs/figures/initialisation.png   # the docs' figure
 
 A 784-(128 × 9)-10 MLP of manual_bp layers is started from W ~ N(0, 0.01²) (too small), W ~ N(0, 1) (too large),
 Xavier (Var(W) = 2/(fan_in + fan_out)) and He (Var(W) = 2/fan_in), biases 0. For each start: per hidden layer the
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 import manual_bp.functional as MF
 import manual_bp.init as minit
 from lecture.common import DATA_ERRORS, data_error_line
-from lecture.command_line import new_run_folder, parser_for, positive_int
+from lecture.command_line import new_run_folder, parser_for, positive_int, report
 from models.data import MNISTDataModule
 from models.layer_stats import ActivationRecorder, weight_gradient_stds
 from models.mlp import build_mlp
@@ -177,8 +177,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=3)
     parser.add_argument("--logdir", default="runs/initialisation",
                         help="TensorBoard folder: each run writes a new version_<n> in it ('' for none)")
-    parser.add_argument("--figure", help="PNG path of the figure (default: initialisation.png in the run's folder, "
-                                         "or in the current folder with --logdir '')")
+    parser.add_argument("--out", help="PNG path of the figure (default: initialisation.png in the run's folder, "
+                                      "or in the current folder with --logdir '')")
     args = parser.parse_args(argv)
     try:
         results = run(args.data_dir, args.epochs)
@@ -186,9 +186,6 @@ def main(argv=None):
         parser.error(data_error_line(error))
     folder = new_run_folder(parser, args.logdir) if args.logdir else None
     figure = statistics_figure(results)
-    path = Path(args.figure or (folder or Path()) / "initialisation.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
     if folder:
         from torch.utils.tensorboard import SummaryWriter
         with SummaryWriter(str(folder)) as writer:
@@ -196,9 +193,9 @@ def main(argv=None):
             for (activation, start), (_, losses, _) in results.items():
                 for epoch, loss in enumerate(losses):
                     writer.add_scalar(f"initialisation/loss/{activation}, {start}", loss, epoch)
-    print(f"figure: {path}" + (f"; TensorBoard: tensorboard --logdir {args.logdir}" if folder else ""))
-    for (activation, start), (_, _, words) in results.items():
-        print(f"{activation}, {start}: {'; '.join(words)}")
+    verdicts = [f"{activation}, {start}: {'; '.join(words)}" for (activation, start), (_, _, words) in results.items()]
+    report(figure, args.out or (folder or Path()) / "initialisation.png", verdicts,
+           f"; TensorBoard: tensorboard --logdir {args.logdir}" if folder else "")
     return results
 
 

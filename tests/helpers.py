@@ -4,6 +4,7 @@ and one that interrupts a run at a step the test chooses."""
 import gzip
 import json
 import os
+import re
 import signal as signals
 import time
 from pathlib import Path
@@ -117,3 +118,13 @@ def at_step(step, marker, signal="SIGTERM", group=False, proceed=""):
     """train.py arguments that add AtStep(step, marker, ...) to a run's callbacks."""
     init_args = {"step": step, "marker": str(marker), "signal": signal, "group": group, "proceed": str(proceed)}
     return ["--trainer.callbacks+=" + json.dumps({"class_path": "tests.helpers.AtStep", "init_args": init_args})]
+
+
+def doc_text_after(doc, phrase, until="```"):
+    """The text of docs/<doc> from just after `phrase` (matched across any line breaks and spaces) up to `until`:
+    e.g. the lines of the fenced block that follows a sentence, as a doc shows what a command prints."""
+    text = (ROOT / "docs" / doc).read_text()
+    pattern = r"\s+".join(map(re.escape, phrase.split()))
+    found = re.search(pattern + r"\s*(?:```\w*\n)?(.*?)" + re.escape(until), text, re.S)
+    assert found, f"docs/{doc} no longer has {phrase!r}"
+    return found.group(1)

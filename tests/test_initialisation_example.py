@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lecture import initialisation
 from models.callbacks import EpochlessTensorBoardLogger, LayerStatistics
 from models.training_steps import TrainingSteps
-from tests.helpers import ROOT, cli_args, fit
+from tests.helpers import cli_args, doc_text_after, fit
 from train import cli_main
 
 
@@ -20,7 +20,7 @@ def example(tmp_path_factory, mnist_slice):
     """python -m lecture.initialisation on the slice: (its verdicts by "activation, start", figure path, logdir)."""
     folder = tmp_path_factory.mktemp("initialisation")
     figure, logdir = folder / "initialisation.png", folder / "runs"
-    results = initialisation.main(["--data_dir", str(mnist_slice), "--figure", str(figure), "--logdir", str(logdir)])
+    results = initialisation.main(["--data_dir", str(mnist_slice), "--out", str(figure), "--logdir", str(logdir)])
     verdicts = {f"{activation}, {start}": "; ".join(words) for (activation, start), (_, _, words) in results.items()}
     return verdicts, figure, logdir
 
@@ -40,8 +40,7 @@ def test_the_verdicts_hold_on_the_shipped_slice(example, run, expected, not_expe
 
 
 def test_the_docs_show_the_verdicts_the_run_prints(example):
-    doc = (ROOT / "docs" / "initialisation.md").read_text()
-    shown = doc.split("The verdicts\nit prints (thresholds in `lecture/initialisation.py`):\n\n```\n", 1)[1].split("```")[0]
+    shown = doc_text_after("initialisation.md", "The verdicts it prints (thresholds in `lecture/initialisation.py`):")
     printed = [f"{run}: {verdict}" for run, verdict in example[0].items()]
 
     # NOTE: the words and their order; the numbers move in their last digits with the CPU's rounding of the products
@@ -55,7 +54,7 @@ def test_the_run_prints_one_verdict_line_per_start(mnist_slice, tmp_path, capsys
             for start in initialisation.STARTS}
     monkeypatch.setattr(initialisation, "run", lambda data_dir, epochs: fake)
     monkeypatch.setattr(initialisation, "statistics_figure", lambda results: Figure())
-    initialisation.main(["--figure", str(tmp_path / "f.png"), "--logdir", ""])
+    initialisation.main(["--out", str(tmp_path / "f.png"), "--logdir", ""])
     lines = re.findall(r"^(tanh|relu), (.+): verdict of (.+)$", capsys.readouterr().out, re.MULTILINE)
     assert len(lines) == 8 and all(start == again for _, start, again in lines)
 

@@ -4,7 +4,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lecture import optimiser_paths, optimisers_mnist
-from tests.helpers import ROOT, SLICE_DIR
+from tests.helpers import SLICE_DIR, doc_text_after
 
 
 def test_paths_gradient_descent_zig_zags_across_the_bowl_and_crawls_along_the_valley(tmp_path, capsys):
@@ -22,8 +22,7 @@ def test_paths_gradient_descent_zig_zags_across_the_bowl_and_crawls_along_the_va
     assert all(end(rule) < end("gradient descent") / 50 for rule in ("momentum", "Nesterov", "Adam"))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 6 + 4 + 1  # a verdict per surface and rule, the closest and straightest, the figure
-    doc = (ROOT / "docs" / "optimisation.md").read_text()
-    shown = doc.split("Its verdicts (the numbers are the run's, deterministic):\n\n```\n", 1)[1].split("```")[0]
+    shown = doc_text_after("optimisation.md", "Its verdicts (the numbers are the run's, deterministic):")
     assert len(shown.splitlines()) == 6 and set(shown.splitlines()) <= set(lines)  # the docs' six lines, as printed
     assert lines[-5:-1] == ["closest on the bowl: RMSprop", "closest on the Rosenbrock: Adam",
                             "straightest path to within 0.01 on the bowl: Adagrad",

@@ -9,7 +9,7 @@ import torch
 
 from examples import softplus as example
 from manual_bp.testing import compare_fns, print_table
-from tests.helpers import ROOT
+from tests.helpers import ROOT, doc_text_after
 
 
 def test_the_example_runs_as_a_module_and_every_row_is_ok():
@@ -50,8 +50,7 @@ def test_the_check_catches_a_wrong_backward():
 
 
 def test_the_docs_show_what_the_check_prints_for_the_forgotten_upstream_gradient():
-    doc = (ROOT / "docs" / "write-your-own-layer.md").read_text()
-    shown = doc.split("is caught (a test checks this, and a wrong derivative too):\n\n```\n", 1)[1].split("```")[0]
+    shown = doc_text_after("write-your-own-layer.md", "is caught (a test checks this, and a wrong derivative too):")
     table = io.StringIO()
     print_table(example.prove(ForgetsTheUpstreamGradient.apply), file=table)
     header, *lines = table.getvalue().splitlines()
