@@ -130,7 +130,7 @@ def non_finite_error(trainer, pl_module, what, step):
     kept = (f"the last good checkpoint is {last_good}" if last_good and last_good.is_file()
             else "no checkpoint had been written yet")
     return NonFiniteLossError(
-        f"{what} became NaN or infinite at step {step} ({epoch_label(trainer)}); "
+        f"{what} became NaN or infinite at step {step} ({' '.join(epoch_label(trainer).split())}); "  # no padding
         f"training stopped and {kept}. Likely cause: the learning rate{f' (lr={lr})' if lr else ''} is too high "
         "for this model and loss - lower it (--model.lr) or add a schedule with warm-up; else check the data "
         "for NaN or infinite values."
