@@ -310,17 +310,17 @@ def run_cli(args):
     threading.excepthook = quiet_writer_threads
     ManualBPCLI.running = None
     subcommand = bool(argv) and argv[0] in SUBCOMMANDS
-    # NOTE: allow_abbrev=False: a misspelt --trainer.max_epoch is an error, not a silent prefix of max_epochs
+    # NOTE: allow_abbrev=False: a misspelt --trainer.max_epoch is an error, not a silent prefix of max_epochs, in
+    # every parser (before a subcommand too: jsonargparse would let `fit --trainer.max_epoch 3` set max_epochs); the
+    # default config is read by the parser that takes the options, a subcommand's when there is one
     top_level = {"allow_abbrev": False, "description": HELP,
                  "usage": "python train.py [fit|validate|test|predict] [--config FILE] [--section.key VALUE ...]"}
-    # NOTE: a subcommand's parser reads the default config; the parser before it only takes the subcommand, and
-    # without allow_abbrev=False there jsonargparse would let `fit --trainer.max_epoch 3` set max_epochs
     defaults = {**top_level, "default_config_files": [str(DEFAULT_CONFIG)]}
+    parser_kwargs = {**top_level, **{name: defaults for name in SUBCOMMANDS}} if subcommand else defaults
     try:
         cli = ManualBPCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                          subclass_mode_data=True, args=args, run=subcommand, parser_class=ConciseParser.for_arguments(argv),
-                          parser_kwargs=({**top_level, **{name: defaults for name in SUBCOMMANDS}} if subcommand
-                                         else defaults))
+                          subclass_mode_data=True, args=args, run=subcommand,
+                          parser_class=ConciseParser.for_arguments(argv), parser_kwargs=parser_kwargs)
         if not subcommand:
             cli.fit_and_test()
     except (AcceleratorError, ResumeError, RunFolderError) as error:

@@ -190,5 +190,6 @@ def test_build_mlp_gives_both_backends_the_same_weights(init, activation):
 def test_the_docs_list_the_functions_there_are():
     listed = re.findall(r"`(\w+)`", doc_text_after("initialisation.md", "that an MLP's layers use", until="; not"))
     lacking = re.findall(r"`(\w+)`", doc_text_after("initialisation.md", "calculate_gain`; not", until=")"))
-    functions = [name for name in dir(minit) if not name.startswith("_") and (name.endswith("_") or name == "calculate_gain")]
+    functions = [name for name in dir(minit)
+                 if not name.startswith("_") and (name.endswith("_") or name == "calculate_gain")]
     assert sorted(listed) == functions and lacking and not any(hasattr(minit, name) for name in lacking)

@@ -50,7 +50,7 @@ def test_a_module_refuses_an_argument_it_does_not_take_in_one_line(module, capsy
     ("initialisation", ["--data_dir", "no/such/folder"], "no/such/folder"),
     ("initialisation", ["--epochs", "1", "--logdir", "/dev/null/runs"], "give a writable folder with --logdir"),
 ])
-def test_a_bad_number_data_folder_or_logdir_is_one_error_line_and_leaves_no_run_folder(module, argv, message, capsys, tmp_path):
+def test_a_bad_number_data_folder_or_logdir_is_one_error_line(module, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as stopped:
         importlib.import_module(f"lecture.{module}").main(["--logdir", str(tmp_path / "runs"), *argv])
     error = capsys.readouterr().err.splitlines()

@@ -68,8 +68,8 @@ def test_the_example_layer_works_with_jacrev_like_the_built_in_ones():
 
 
 @pytest.mark.parametrize("inputs,names,error,message", [
-    (torch.randn(3), ("input",), TypeError, r"^inputs must be a tuple of the functions' arguments, e\.g\. \(x,\) for one, "
-                                            r"got Tensor$"),
+    (torch.randn(3), ("input",), TypeError,
+     r"^inputs must be a tuple of the functions' arguments, e\.g\. \(x,\) for one, got Tensor$"),
     ((torch.randn(3),), "input", TypeError, r"^input_names must be a tuple of names, one per input, .* got 'input'$"),
     ((torch.randn(3),), ("input", "beta"), ValueError, r"^input_names must name each of the 1 input\(s\), got 2: "),
     ((torch.tensor([1, 2]),), ("input",), ValueError, r"^inputs must hold a floating-point tensor"),
